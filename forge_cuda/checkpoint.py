@@ -1,0 +1,141 @@
+"""Load and save checkpoints with irregular per-layer heads in plain transformers classes.
+
+transformers cannot build a Llama whose layers differ in head count from the
+config alone, so the loader builds the model on the meta device, resizes each
+layer's attention to the layout in config.json, then streams the safetensors
+shards in. Saving goes through ``save_pretrained`` (safetensors, sharded, with
+index) into a temp folder renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors import SafetensorError
+from torch import nn
+
+from forge_cuda.defrag import model_layout
+from forge_cuda.families import family_for
+from sentinel.atomic import atomic_dir
+from sentinel.errors import LayoutError, SentinelError
+from sentinel.layout import HeadLayout, read_layout
+
+
+def weight_files(path: Path) -> list[Path]:
+    """The safetensors shards of a checkpoint folder (via the index when there is one)."""
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        files = [path / n for n in names]
+    else:
+        files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise SentinelError(f"{path} has no safetensors weights")
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise SentinelError(f"{path}: shard {missing[0]} listed in the index is missing")
+    return files
+
+
+def read_config(path: Path) -> dict:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise SentinelError(f"{path} is not a model folder (no config.json)")
+    return json.loads((path / "config.json").read_text())
+
+
+def build_empty(config, layout: HeadLayout, dtype: torch.dtype, attn_implementation: str | None = None) -> nn.Module:
+    """A model on the meta device whose attention already has the layout's head counts."""
+    from transformers import AutoModelForCausalLM
+
+    family = family_for(config.model_type)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
+    for i, layer in enumerate(layout.layers):
+        family.resize(family.attention(model, i), layer.num_heads, layer.num_kv_heads)
+    return model
+
+
+def _init_runtime_buffers(model: nn.Module) -> None:
+    """Recompute non-persistent buffers (e.g. rotary inv_freq) that checkpoints never hold."""
+    for module in model.modules():
+        if getattr(module, "_non_persistent_buffers_set", None):
+            model._init_weights(module)
+
+
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+               attn_implementation: str | None = None) -> nn.Module:
+    """Load a plain or forged checkpoint folder into its ordinary transformers class."""
+    from transformers import AutoConfig, GenerationConfig
+
+    path = Path(path)
+    raw = read_config(path)
+    layout = read_layout(raw)
+    family_for(raw.get("model_type", "?"))
+    config = AutoConfig.from_pretrained(path)
+    model = build_empty(config, layout, dtype, attn_implementation)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
+    model.to_empty(device=device)
+    loaded: set[str] = set()
+    for file in weight_files(path):
+        try:
+            with safe_open(file, framework="pt", device=str(device)) as f:
+                shard = {}
+                for key in f.keys():
+                    if key not in expected:
+                        raise SentinelError(f"{file.name}: unexpected tensor {key} for {config.model_type}")
+                    t = f.get_tensor(key)
+                    if tuple(t.shape) != expected[key]:
+                        raise LayoutError(f"tensor {key} has shape {tuple(t.shape)}, "
+                                          f"the layout in config.json expects {expected[key]}")
+                    shard[key] = t
+        except SafetensorError as e:
+            raise SentinelError(f"{file} is not a readable safetensors file ({e})") from None
+        model.load_state_dict(shard, strict=False)
+        loaded.update(shard)
+    missing = sorted(set(expected) - loaded - tied)
+    if missing:
+        raise SentinelError(f"{path}: checkpoint lacks tensor {missing[0]} ({len(missing)} missing)")
+    model.tie_weights()
+    _init_runtime_buffers(model)
+    if (path / "generation_config.json").exists():
+        model.generation_config = GenerationConfig.from_pretrained(path)
+    return model.eval()
+
+
+def load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(Path(path))
+
+
+def check_shapes(model: nn.Module, layout: HeadLayout) -> None:
+    """Refuse to save a model whose matrices disagree with its recorded layout."""
+    family = family_for(model.config.model_type)
+    for i, layer in enumerate(layout.layers):
+        o = family.o_proj(family.attention(model, i))
+        hd = layout.base.head_dim
+        if o.in_features != layer.num_heads * hd:
+            raise LayoutError(f"layer {i}: o_proj has {o.in_features // hd} heads, layout says {layer.num_heads}")
+
+
+def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = False,
+               max_shard_size: str = "2GB") -> Path:
+    """Write config (with layout), sharded safetensors + index, generation config, tokenizer."""
+    layout = model_layout(model).validate()
+    check_shapes(model, layout)
+    with atomic_dir(out, force=force) as tmp:
+        model.save_pretrained(tmp, max_shard_size=max_shard_size)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    return Path(out)
+
+
+def param_count(model: nn.Module) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())

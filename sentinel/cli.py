@@ -1,0 +1,42 @@
+"""The ``sentinel`` command. Thin on purpose: each subcommand parses flags and
+calls into forge_cuda/, convert/ or runtime_mlx/; user mistakes become one line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sentinel import __version__
+from sentinel.errors import SentinelError
+
+
+class SentinelGroup(click.Group):
+    """Turns SentinelError anywhere below into ``error: <message>`` and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SentinelError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=SentinelGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sentinel")
+def main() -> None:
+    """Domain-specialise, prune and ship LLMs to Apple Silicon."""
+
+
+def _register() -> None:
+    from sentinel.commands import models
+
+    for module in (models,):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Tiny random models of each supported family (fp32, CPU, well under a million parameters)."""
+
+from __future__ import annotations
+
+import torch
+
+TINY_COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                   num_attention_heads=8, num_key_value_heads=4, head_dim=16,
+                   max_position_embeddings=128, tie_word_embeddings=False)
+
+
+def tiny_config(model_type: str, **overrides):
+    from transformers import AutoConfig
+
+    kwargs = dict(TINY_COMMON)
+    if model_type == "qwen2":
+        kwargs["use_sliding_window"] = False
+    kwargs.update(overrides)
+    return AutoConfig.for_model(model_type, **kwargs)
+
+
+def tiny_model(model_type: str, seed: int = 0, **overrides):
+    """A random model whose biases (where the family has them) are non-zero, so slicing them matters."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(model_type, **overrides), dtype=torch.float32,
+                                             attn_implementation="eager")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def tokens(batch: int = 2, length: int = 12, vocab: int = 96, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, vocab, (batch, length), generator=g)
