@@ -29,10 +29,15 @@ def main() -> None:
 
 
 def _register() -> None:
-    from sentinel.commands import models
+    """Add every ``COMMANDS`` list found in sentinel/commands/ (each module imports lazily)."""
+    import importlib
+    import pkgutil
 
-    for module in (models,):
-        for command in module.COMMANDS:
+    import sentinel.commands as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"sentinel.commands.{info.name}")
+        for command in getattr(module, "COMMANDS", []):
             main.add_command(command)
 
 
