@@ -1,0 +1,140 @@
+"""Domain LoRA training with peft: mixed precision on CUDA, fp32 on CPU, merged after every run.
+
+Merging the adapters back into the weights before each pruning step is what
+lets defrag act on the weights the model actually uses.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-4
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] | str = field(default_factory=lambda: "all-linear")
+    gradient_checkpointing: bool = False
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """bf16 where the GPU supports it, else fp16 (with a grad scaler); always fp32 on CPU."""
+    if device.type != "cuda":
+        return "fp32"
+    if requested != "auto":
+        return requested
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                      lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules)
+
+
+def _batches(windows: torch.Tensor, batch_size: int, seed: int):
+    """Endless epochs over the windows, reshuffled per epoch from the seed (reproducible)."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(windows), generator=generator)
+        for i in range(0, len(order) - batch_size + 1, batch_size):
+            yield windows[order[i:i + batch_size]]
+        if len(order) < batch_size:
+            yield windows[order]
+
+
+def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: str = "train",
+               on_step: Callable[[dict], None] | None = None, progress: bool = True,
+               tier: str = "full", device: torch.device | None = None) -> tuple[nn.Module, dict]:
+    """Train LoRA adapters on [n, T] windows, merge them, and return the plain model plus stats.
+
+    ``tier="nf4"`` trains on a 4-bit copy on ``device`` and merges the deltas into
+    ``model`` (the real weights), which may stay on the CPU.
+    """
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import get_cosine_schedule_with_warmup
+
+    torch.manual_seed(cfg.seed)
+    device = device or next(model.parameters()).device
+    precision = resolve_precision(cfg.precision, device)
+    base = model
+    if tier == "nf4":
+        from forge_cuda.nf4 import quantized_copy
+
+        base = prepare_model_for_kbit_training(quantized_copy(model, device),
+                                               use_gradient_checkpointing=cfg.gradient_checkpointing)
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    peft_model = get_peft_model(base, lora_config(cfg))
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, max(cfg.steps, 1))
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    batches = _batches(windows, cfg.batch_size, cfg.seed)
+    peft_model.train()
+    losses, tokens, start = [], 0, time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    for step in bar:
+        step_loss = 0.0
+        for _ in range(cfg.grad_accum):
+            batch = next(batches).to(device)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                loss = peft_model(input_ids=batch, labels=batch).loss / cfg.grad_accum
+            scaler.scale(loss).backward()
+            step_loss += loss.item()
+            tokens += batch[:, 1:].numel()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.step()
+        losses.append(step_loss)
+        elapsed = time.perf_counter() - start
+        info = {"step": step + 1, "steps": cfg.steps, "loss": step_loss, "tokens_per_s": tokens / elapsed,
+                "eta_s": elapsed / (step + 1) * (cfg.steps - step - 1), "lr": schedule.get_last_lr()[0]}
+        bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{info['tokens_per_s']:.0f}")
+        if on_step:
+            on_step(info)
+    if tier == "nf4":
+        from forge_cuda.nf4 import merge_lora_into
+
+        merge_lora_into(model, peft_model)
+        merged = model
+        del peft_model, base
+    else:
+        merged = peft_model.merge_and_unload()
+    if cfg.gradient_checkpointing:
+        merged.gradient_checkpointing_disable()
+    merged.eval()
+    for p in merged.parameters():
+        p.requires_grad_(False)
+    seconds = time.perf_counter() - start
+    stats = {"steps": cfg.steps, "precision": precision, "tokens": tokens, "seconds": seconds,
+             "tokens_per_s": tokens / seconds if seconds else math.nan,
+             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+             "trainable_params": sum(p.numel() for p in trainable)}
+    return merged, stats
