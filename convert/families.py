@@ -1,0 +1,113 @@
+"""Per-family knowledge the converter needs: MLX tensor names, expected shapes, config fix-ups.
+
+Names follow what stock mlx-lm writes after its own ``sanitize`` (see
+mlx_lm/models/<family>.py): rotary ``inv_freq`` buffers and tied ``lm_head``
+weights are dropped, everything else keeps its HF name. Shapes come from the
+config and the per-layer head layout, so a tensor that disagrees with the
+layout is caught before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from sentinel.errors import SentinelError
+from sentinel.layout import HeadLayout
+
+Shape = tuple[int, ...]
+
+
+class LlamaLike:
+    """llama, mistral, qwen2 (q/k/v bias) and qwen3 (per-head-dim q_norm/k_norm)."""
+
+    model_types = ("llama", "mistral", "qwen2", "qwen3")
+
+    def expected_shapes(self, config: Mapping[str, Any], layout: HeadLayout) -> dict[str, Shape]:
+        """Every tensor the MLX model holds, in model order, with the shape the layout implies."""
+        mt = config["model_type"]
+        hidden, hd, vocab = layout.base.hidden_size, layout.base.head_dim, int(config["vocab_size"])
+        qkv_bias = mt == "qwen2" or bool(config.get("attention_bias", False))
+        o_bias = mt in ("llama", "mistral") and bool(config.get("attention_bias", False))
+        mlp_bias = bool(config.get("mlp_bias", False))
+        shapes: dict[str, Shape] = {"model.embed_tokens.weight": (vocab, hidden)}
+        for i, layer in enumerate(layout.layers):
+            p = f"model.layers.{i}"
+            q, kv = layer.num_heads * hd, layer.num_kv_heads * hd
+            inter = len(layer.mlp_channels) if layer.mlp_channels is not None else layout.base.intermediate_size
+            shapes[f"{p}.self_attn.q_proj.weight"] = (q, hidden)
+            shapes[f"{p}.self_attn.k_proj.weight"] = (kv, hidden)
+            shapes[f"{p}.self_attn.v_proj.weight"] = (kv, hidden)
+            shapes[f"{p}.self_attn.o_proj.weight"] = (hidden, q)
+            if qkv_bias:
+                shapes.update({f"{p}.self_attn.q_proj.bias": (q,), f"{p}.self_attn.k_proj.bias": (kv,),
+                               f"{p}.self_attn.v_proj.bias": (kv,)})
+            if o_bias:
+                shapes[f"{p}.self_attn.o_proj.bias"] = (hidden,)
+            if mt == "qwen3":
+                shapes[f"{p}.self_attn.q_norm.weight"] = (hd,)
+                shapes[f"{p}.self_attn.k_norm.weight"] = (hd,)
+            shapes[f"{p}.mlp.gate_proj.weight"] = (inter, hidden)
+            shapes[f"{p}.mlp.up_proj.weight"] = (inter, hidden)
+            shapes[f"{p}.mlp.down_proj.weight"] = (hidden, inter)
+            if mlp_bias:
+                shapes.update({f"{p}.mlp.gate_proj.bias": (inter,), f"{p}.mlp.up_proj.bias": (inter,),
+                               f"{p}.mlp.down_proj.bias": (hidden,)})
+            shapes[f"{p}.input_layernorm.weight"] = (hidden,)
+            shapes[f"{p}.post_attention_layernorm.weight"] = (hidden,)
+        shapes["model.norm.weight"] = (hidden,)
+        if not tied(config):
+            shapes["lm_head.weight"] = (vocab, hidden)
+        return shapes
+
+    def mlx_name(self, name: str, config: Mapping[str, Any]) -> str | None:
+        """The MLX name of a source tensor, or None for tensors mlx-lm's sanitize drops."""
+        if "rotary_emb.inv_freq" in name:
+            return None
+        if name == "lm_head.weight" and tied(config):
+            return None
+        return name
+
+    def transform(self, name: str, array):
+        return array
+
+    def quantizable(self, name: str) -> bool:
+        """Weights of Linear and Embedding modules: what mlx-lm's quantize_model converts."""
+        return name.endswith(".weight") and not name.endswith(("norm.weight", "layernorm.weight"))
+
+    def mlx_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Make explicit what mlx-lm's llama/qwen2 readers would otherwise default differently.
+
+        transformers >= 5 nests ``rope_theta`` under ``rope_parameters``, which
+        mlx-lm's llama and qwen2 ignore (they would silently fall back to their
+        own default theta), and mlx-lm's llama defaults ``tie_word_embeddings``
+        to True where transformers defaults to False.
+        """
+        rope = config.get("rope_parameters")
+        if isinstance(rope, Mapping) and "rope_theta" not in config and "rope_theta" in rope:
+            config["rope_theta"] = rope["rope_theta"]
+            kind = rope.get("rope_type", rope.get("type", "default"))
+            if kind != "default" and not config.get("rope_scaling"):
+                config["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+        config["tie_word_embeddings"] = tied(config)
+        return config
+
+
+def tied(config: Mapping[str, Any]) -> bool:
+    """transformers' default for the llama-like families is untied."""
+    return bool(config.get("tie_word_embeddings", False))
+
+
+_FAMILIES = [LlamaLike()]
+
+
+def supported_model_types() -> list[str]:
+    return sorted(t for f in _FAMILIES for t in f.model_types)
+
+
+def family_for(model_type: str):
+    """The converter family of a model_type, or a one-line error listing the supported ones."""
+    for family in _FAMILIES:
+        if model_type in family.model_types:
+            return family
+    raise SentinelError(f"unsupported model_type {model_type!r} for conversion; "
+                        f"supported: {', '.join(supported_model_types())}")

@@ -1,0 +1,39 @@
+"""The README.md of a converted folder: what the model is and which heads it kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from sentinel.layout import HeadLayout, is_pruned
+
+
+def write_model_card(path: Path, *, src: Path, config: Mapping[str, Any], layout: HeadLayout, params: int,
+                     nbytes: int, dtype: str, quantize: int | None, group_size: int,
+                     unquantized: list[str]) -> None:
+    base = layout.base
+    weights = f"{dtype}, {quantize}-bit affine quantization (group size {group_size})" if quantize else dtype
+    lines = [
+        f"# {src.name} (MLX)",
+        "",
+        f"Converted by `sentinel convert` from `{src.name}` ({config.get('model_type')}).",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters | {params:,} |",
+        f"| weights | {weights} |",
+        f"| size on disk (tensors) | {nbytes:,} bytes ({nbytes / 2**20:.1f} MiB) |",
+        f"| layers | {base.num_layers} |",
+        f"| heads | {layout.summary()} |",
+        f"| pruned | {'yes' if is_pruned(layout) else 'no'} |",
+        "",
+    ]
+    if quantize and unquantized:
+        lines += [f"Kept dense (input dim not divisible by {group_size}): "
+                  + ", ".join(f"`{p}`" for p in unquantized), ""]
+    lines += ["## Heads kept per layer", "", "| layer | query heads | KV heads |", "|---:|---:|---:|"]
+    for i, layer in enumerate(layout.layers):
+        lines.append(f"| {i} | {layer.num_heads}/{base.num_heads} | {layer.num_kv_heads}/{base.num_kv_heads} |")
+    lines += ["", "Load with `sentinel chat`/`runtime_mlx.load`; an unpruned folder also loads in stock "
+              "`mlx_lm.load`.", ""]
+    path.write_text("\n".join(lines))
