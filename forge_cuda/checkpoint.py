@@ -55,8 +55,12 @@ def build_empty(config, layout: HeadLayout, dtype: torch.dtype, attn_implementat
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
+    prunable = set(family.attention_layers(model))
     for i, layer in enumerate(layout.layers):
-        family.resize(family.attention(model, i), layer.num_heads, layer.num_kv_heads)
+        if i in prunable:
+            family.resize(family.attention(model, i), layer.num_heads, layer.num_kv_heads)
+        elif layer != HeadLayout.full(layout.base).layers[i]:
+            raise LayoutError(f"layer {i} has no prunable attention heads, but the layout prunes it")
     return model
 
 
@@ -117,11 +121,10 @@ def load_tokenizer(path: str | Path):
 def check_shapes(model: nn.Module, layout: HeadLayout) -> None:
     """Refuse to save a model whose matrices disagree with its recorded layout."""
     family = family_for(model.config.model_type)
-    for i, layer in enumerate(layout.layers):
-        o = family.o_proj(family.attention(model, i))
-        hd = layout.base.head_dim
-        if o.in_features != layer.num_heads * hd:
-            raise LayoutError(f"layer {i}: o_proj has {o.in_features // hd} heads, layout says {layer.num_heads}")
+    for i in family.attention_layers(model):
+        heads = family.head_weights(family.attention(model, i))["o"].shape[0]
+        if heads != layout.layers[i].num_heads:
+            raise LayoutError(f"layer {i}: o_proj has {heads} heads, layout says {layout.layers[i].num_heads}")
 
 
 def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = False,

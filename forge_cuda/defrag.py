@@ -27,9 +27,12 @@ def defrag(model: nn.Module, target: HeadLayout) -> HeadLayout:
     target.validate()
     current = model_layout(model)
     family = family_for(model.config.model_type)
+    prunable = set(family.attention_layers(model))
     for i, (now, want) in enumerate(zip(current.layers, target.layers)):
         if now == want:
             continue
+        if i not in prunable:
+            raise LayoutError(f"layer {i} has no prunable attention heads ({model.config.model_type})")
         q_pos = {h: p for p, h in enumerate(now.q_heads)}
         kv_pos = {h: p for p, h in enumerate(now.kv_heads)}
         missing = [h for h in want.q_heads if h not in q_pos] + [h for h in want.kv_heads if h not in kv_pos]

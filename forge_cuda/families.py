@@ -1,13 +1,20 @@
-"""Per-family access to attention projections, so heads can be resized and sliced.
+"""Per-family access to attention projections, so heads can be resized, sliced and cloned.
 
-HF attention modules reshape with ``-1`` heads, so for the llama-like families
-swapping in smaller q/k/v/o Linear layers and fixing ``num_key_value_groups``
-is all a layer needs to run with its own head counts.
+HF attention modules reshape with ``-1`` heads, so swapping in smaller q/k/v/o
+layers and fixing the few per-module counters (``num_key_value_groups``, GPT-2's
+``split_size``) is all a layer needs to run with its own head counts.
+
+Every family exposes the same small interface:
+``attention_layers`` (indices of layers whose heads can be pruned), ``attention``,
+``resize`` (for loading), ``select`` (keep / repeat / rescale physical heads: both
+defrag and mitosis are a ``select``), ``o_proj`` (where head outputs are
+concatenated: gates and activation scores hook its input) and ``head_weights``
+(per-head weight views for the magnitude criterion).
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -29,14 +36,27 @@ def _new_linear(in_features: int, out_features: int, like: nn.Linear, bias: bool
                      device=like.weight.device, dtype=like.weight.dtype)
 
 
+def _col_scale(o_scale: Sequence[float] | None, head_dim: int, like: torch.Tensor) -> torch.Tensor | None:
+    """Per-column multipliers for o_proj inputs from per-head scales (mitosis splits a head's output)."""
+    if o_scale is None:
+        return None
+    scale = torch.as_tensor(list(o_scale), dtype=like.dtype, device=like.device)
+    return scale.repeat_interleave(head_dim)
+
+
 def slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None,
-                 cols: torch.Tensor | None = None) -> nn.Linear:
-    """A new Linear holding only the given output rows / input columns (copies, frees the rest)."""
+                 cols: torch.Tensor | None = None, col_scale: torch.Tensor | None = None) -> nn.Linear:
+    """A new Linear holding only the given output rows / input columns (copies, frees the rest).
+
+    Indices may repeat (mitosis); ``col_scale`` multiplies the kept input columns.
+    """
     weight = linear.weight.detach()
     if rows is not None:
         weight = weight.index_select(0, rows.to(weight.device))
     if cols is not None:
         weight = weight.index_select(1, cols.to(weight.device))
+    if col_scale is not None:
+        weight = weight * col_scale[None, :]
     out = _new_linear(weight.shape[1], weight.shape[0], linear)
     with torch.no_grad():
         out.weight.copy_(weight)
@@ -54,40 +74,165 @@ class LlamaLikeFamily:
     need no slicing.
     """
 
-    model_types = ("llama", "mistral", "qwen2", "qwen3")
+    model_types: tuple[str, ...] = ("llama", "mistral", "qwen2", "qwen3")
+    q_blocks = 1  # query-projection blocks of head_dim rows per head (qwen3_5 adds an output gate)
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.get_decoder().layers
 
+    def attention_layers(self, model: nn.Module) -> list[int]:
+        """Indices of the layers whose attention heads this family can prune."""
+        return list(range(len(self.decoder_layers(model))))
+
     def attention(self, model: nn.Module, index: int) -> nn.Module:
         return self.decoder_layers(model)[index].self_attn
+
+    def head_dim(self, attn: nn.Module) -> int:
+        return attn.head_dim
 
     def resize(self, attn: nn.Module, num_heads: int, num_kv_heads: int) -> None:
         """Replace the projections with uninitialised ones of the given head counts."""
         hd = attn.head_dim
         hidden = attn.q_proj.in_features
-        attn.q_proj = _new_linear(hidden, num_heads * hd, attn.q_proj)
+        attn.q_proj = _new_linear(hidden, num_heads * hd * self.q_blocks, attn.q_proj)
         attn.k_proj = _new_linear(hidden, num_kv_heads * hd, attn.k_proj)
         attn.v_proj = _new_linear(hidden, num_kv_heads * hd, attn.v_proj)
         attn.o_proj = _new_linear(num_heads * hd, attn.o_proj.out_features, attn.o_proj)
         attn.num_key_value_groups = num_heads // num_kv_heads
 
-    def select(self, attn: nn.Module, q_keep: list[int], kv_keep: list[int]) -> None:
-        """Keep only the given physical heads (positions in the current matrices)."""
+    def select(self, attn: nn.Module, q_keep: list[int], kv_keep: list[int],
+               o_scale: Sequence[float] | None = None) -> None:
+        """Rebuild the layer from the given physical heads (positions in the current matrices).
+
+        Positions may repeat (a clone); ``o_scale`` rescales each kept head's o_proj columns.
+        """
         hd = attn.head_dim
-        q_rows, kv_rows = head_rows(q_keep, hd), head_rows(kv_keep, hd)
+        q_rows, kv_rows = head_rows(q_keep, hd * self.q_blocks), head_rows(kv_keep, hd)
         attn.q_proj = slice_linear(attn.q_proj, rows=q_rows)
         attn.k_proj = slice_linear(attn.k_proj, rows=kv_rows)
         attn.v_proj = slice_linear(attn.v_proj, rows=kv_rows)
-        attn.o_proj = slice_linear(attn.o_proj, cols=q_rows)
+        attn.o_proj = slice_linear(attn.o_proj, cols=head_rows(q_keep, hd),
+                                   col_scale=_col_scale(o_scale, hd, attn.o_proj.weight))
         attn.num_key_value_groups = len(q_keep) // len(kv_keep)
 
-    def o_proj(self, attn: nn.Module) -> nn.Linear:
+    def o_proj(self, attn: nn.Module) -> nn.Module:
         """The projection whose input columns are the concatenated head outputs."""
         return attn.o_proj
 
+    def head_weights(self, attn: nn.Module) -> dict[str, torch.Tensor]:
+        """Per-head weight blocks: q [H, rows, in], k/v [KV, hd, in], o [H, hd, out] (Linear convention)."""
+        hd = attn.head_dim
+        hidden = attn.q_proj.in_features
+        o = attn.o_proj.weight.detach()
+        return {"q": attn.q_proj.weight.detach().view(-1, hd * self.q_blocks, hidden),
+                "k": attn.k_proj.weight.detach().view(-1, hd, hidden),
+                "v": attn.v_proj.weight.detach().view(-1, hd, hidden),
+                "o": o.t().reshape(-1, hd, o.shape[0])}
 
-_FAMILIES = [LlamaLikeFamily()]
+
+class Qwen35Family(LlamaLikeFamily):
+    """qwen3_5: hybrid; only its full-attention layers have prunable heads.
+
+    Its q_proj emits, per head, head_dim query rows followed by head_dim rows of a
+    sigmoid output gate, so one head is a block of 2*head_dim rows. The gated
+    DeltaNet (linear-attention) layers are left intact: their layout entries stay
+    full and mean nothing.
+    """
+
+    model_types = ("qwen3_5", "qwen3_5_text")
+    q_blocks = 2
+
+    def attention_layers(self, model: nn.Module) -> list[int]:
+        return [i for i, layer in enumerate(self.decoder_layers(model)) if hasattr(layer, "self_attn")]
+
+
+def _conv1d_like(nx: int, nf: int, like: nn.Module) -> nn.Module:
+    from transformers.pytorch_utils import Conv1D
+
+    conv = Conv1D(nf, nx)
+    return conv.to(device=like.weight.device, dtype=like.weight.dtype)
+
+
+def _slice_conv1d(conv: nn.Module, out_idx: torch.Tensor | None = None, in_idx: torch.Tensor | None = None,
+                  in_scale: torch.Tensor | None = None) -> nn.Module:
+    """Conv1D stores weight as [in, out]: outputs are columns, inputs are rows."""
+    weight = conv.weight.detach()
+    bias = conv.bias.detach()
+    if out_idx is not None:
+        weight = weight.index_select(1, out_idx.to(weight.device))
+        bias = bias.index_select(0, out_idx.to(bias.device))
+    if in_idx is not None:
+        weight = weight.index_select(0, in_idx.to(weight.device))
+    if in_scale is not None:
+        weight = weight * in_scale[:, None]
+    out = _conv1d_like(weight.shape[0], weight.shape[1], conv)
+    with torch.no_grad():
+        out.weight.copy_(weight)
+        out.bias.copy_(bias)
+    out.weight.requires_grad_(conv.weight.requires_grad)
+    return out
+
+
+class GPT2Family:
+    """gpt2 (and distilgpt2): multi-head attention with a fused Conv1D ``c_attn`` = [q | k | v].
+
+    Every query head has its own KV head (group size 1), so removing a query head
+    removes its KV head: only ``group``/``auto`` selection applies, and mitosis has
+    no room inside a group under format rule 6.
+    """
+
+    model_types = ("gpt2",)
+    q_blocks = 1
+    supports_gqa = False
+
+    def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
+        return model.transformer.h
+
+    def attention_layers(self, model: nn.Module) -> list[int]:
+        return list(range(len(self.decoder_layers(model))))
+
+    def attention(self, model: nn.Module, index: int) -> nn.Module:
+        return self.decoder_layers(model)[index].attn
+
+    def head_dim(self, attn: nn.Module) -> int:
+        return attn.head_dim
+
+    def _set_heads(self, attn: nn.Module, num_heads: int) -> None:
+        attn.num_heads = num_heads
+        attn.split_size = num_heads * attn.head_dim
+
+    def resize(self, attn: nn.Module, num_heads: int, num_kv_heads: int) -> None:
+        if num_heads != num_kv_heads:
+            raise SentinelError(f"gpt2 has one KV head per query head; got {num_heads} query, {num_kv_heads} KV")
+        width = num_heads * attn.head_dim
+        attn.c_attn = _conv1d_like(attn.c_attn.weight.shape[0], 3 * width, attn.c_attn)
+        attn.c_proj = _conv1d_like(width, attn.c_proj.weight.shape[1], attn.c_proj)
+        self._set_heads(attn, num_heads)
+
+    def select(self, attn: nn.Module, q_keep: list[int], kv_keep: list[int],
+               o_scale: Sequence[float] | None = None) -> None:
+        if list(q_keep) != list(kv_keep):
+            raise SentinelError("gpt2 keeps query and KV heads together (multi-head attention)")
+        hd, width = attn.head_dim, attn.split_size
+        rows = head_rows(q_keep, hd)
+        fused = torch.cat([rows, rows + width, rows + 2 * width])
+        attn.c_attn = _slice_conv1d(attn.c_attn, out_idx=fused)
+        attn.c_proj = _slice_conv1d(attn.c_proj, in_idx=rows, in_scale=_col_scale(o_scale, hd, attn.c_proj.weight))
+        self._set_heads(attn, len(q_keep))
+
+    def o_proj(self, attn: nn.Module) -> nn.Module:
+        return attn.c_proj
+
+    def head_weights(self, attn: nn.Module) -> dict[str, torch.Tensor]:
+        hd, width = attn.head_dim, attn.split_size
+        w = attn.c_attn.weight.detach().t()  # [3*width, in], Linear convention
+        hidden = w.shape[1]
+        q, k, v = w[:width], w[width:2 * width], w[2 * width:]
+        return {"q": q.reshape(-1, hd, hidden), "k": k.reshape(-1, hd, hidden), "v": v.reshape(-1, hd, hidden),
+                "o": attn.c_proj.weight.detach().reshape(-1, hd, attn.c_proj.weight.shape[1])}
+
+
+_FAMILIES = [LlamaLikeFamily(), Qwen35Family(), GPT2Family()]
 
 
 def supported_model_types() -> list[str]:
