@@ -123,3 +123,34 @@ def test_runtime_imports_without_torch(tmp_path):
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def tiny_tokenizer():
+    """A byte-level BPE with a ChatML template, trained in a blink on a few words."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["hello world, tiny models chat about python code and lists"] * 4, vocab_size=300,
+                            min_frequency=1, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                            show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>",
+                                  pad_token="<|endoftext|>")
+    tok.chat_template = CHATML
+    return tok
+
+
+def chat_folder(out, family="llama"):
+    """A forged tiny model (irregular heads, per-layer KV counts) with a real tokenizer and chat template."""
+    tok = tiny_tokenizer()
+    model = tiny_model(family, vocab_size=len(tok))
+    layout = model_layout(model)
+    for i, layer in PRUNED.items():
+        layout = layout.replace_layer(i, layer)
+    defrag(model, layout)
+    save_model(model, out, tokenizer=tok)
+    return out

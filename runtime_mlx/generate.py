@@ -1,0 +1,32 @@
+"""One-shot generation: the prompt (chat-templated unless raw) streamed through mlx-lm."""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from runtime_mlx.chat import Sampling, TurnStats
+
+
+def prompt_tokens(tokenizer, prompt: str, system: Optional[str] = None, raw: bool = False) -> list[int]:
+    """Token ids for a one-shot prompt: through the chat template when the model has one."""
+    if raw or not getattr(tokenizer, "chat_template", None):
+        if system:
+            prompt = f"{system}\n{prompt}"
+        return list(tokenizer.encode(prompt))
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+
+
+def stream(model, tokenizer, tokens: list[int], sampling: Sampling, stats: TurnStats) -> Iterator[str]:
+    """Yield text pieces; fill ``stats`` when the generator finishes."""
+    import mlx.core as mx
+    from mlx_lm.generate import stream_generate
+
+    if sampling.seed is not None:
+        mx.random.seed(sampling.seed)
+    response = None
+    for response in stream_generate(model, tokenizer, tokens, **sampling.generate_kwargs()):
+        yield response.text
+    if response is not None:
+        stats.__init__(response.prompt_tokens, response.prompt_tps, response.generation_tokens,
+                       response.generation_tps, response.peak_memory, 0, response.finish_reason)
