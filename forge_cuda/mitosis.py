@@ -62,7 +62,8 @@ def clone_heads(model: nn.Module, index: int, parents: Sequence[int], split: flo
     room = layout.base.num_heads - layer.num_heads
     if not allow_growth and len(parents) > room:
         raise LayoutError(f"{where}: {len(parents)} clones but only {room} heads of freed capacity")
-    new_ids = dict(zip(parents, _fresh_ids(layout, layer, len(parents))))
+    ordered = [h for h in layer.q_heads if h in set(parents)]  # ids follow physical order, not call order
+    new_ids = dict(zip(ordered, _fresh_ids(layout, layer, len(parents))))
     positions, q_heads, scale = [], [], []
     for group in _groups(layout, layer):
         for p in group:
