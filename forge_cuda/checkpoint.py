@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -128,14 +129,19 @@ def check_shapes(model: nn.Module, layout: HeadLayout) -> None:
 
 
 def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = False,
-               max_shard_size: str = "2GB") -> Path:
-    """Write config (with layout), sharded safetensors + index, generation config, tokenizer."""
+               max_shard_size: str = "2GB", extra: Callable[[Path], None] | None = None) -> Path:
+    """Write config (with layout), sharded safetensors + index, generation config, tokenizer.
+
+    ``extra(tmp)`` may add files (reports, scores) before the folder is renamed into place.
+    """
     layout = model_layout(model).validate()
     check_shapes(model, layout)
     with atomic_dir(out, force=force) as tmp:
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        if extra is not None:
+            extra(tmp)
     return Path(out)
 
 

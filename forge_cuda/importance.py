@@ -137,7 +137,7 @@ def _zeros(model: nn.Module, layout: HeadLayout) -> dict[int, torch.Tensor]:
 
 def _taylor(model, batches, progress) -> tuple[dict, int]:
     layout = model_layout(model)
-    acc, gates, examples = _zeros(model, layout), {}, 0
+    acc, gates, examples, tokens = _zeros(model, layout), {}, 0, 0
 
     def gate(i, heads):
         g = torch.ones(heads.shape[0], *([1] * (heads.dim() - 3)), heads.shape[-2], 1,
@@ -157,10 +157,11 @@ def _taylor(model, batches, progress) -> tuple[dict, int]:
                 for i, g in zip(order, grads):
                     acc[i] += g.detach().abs().reshape(g.shape[0], -1).sum(0).double().cpu()
                 examples += ids.shape[0]
+                tokens += int(mask.sum()) if mask is not None else ids.numel()
     finally:
         for h in handles:
             h.remove()
-    return {i: v / max(examples, 1) for i, v in acc.items()}, examples
+    return {i: v / max(examples, 1) for i, v in acc.items()}, tokens
 
 
 def _activation(model, batches, progress) -> tuple[dict, int]:

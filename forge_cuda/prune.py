@@ -1,0 +1,179 @@
+"""One-shot pruning without training: score heads on calibration windows, select, defrag, save.
+
+This is what FLAP/LLM-Pruner users try first, and the baseline a forge run must beat.
+The result is a contract-format checkpoint plus ``prune_report.json``/``.md`` and the
+importance scores (``importance/scores_<criterion>.{json,npy}``) for plots.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_model
+from forge_cuda.defrag import defrag, model_layout
+from forge_cuda.families import family_for
+from forge_cuda.importance import CRITERIA, NORMALIZATIONS, HeadScores, score_heads
+from forge_cuda.selection import MODES, SCOPES, select_heads
+from sentinel.atomic import write_json
+from sentinel.errors import SentinelError
+from sentinel.layout import HeadLayout
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    criterion: str = "taylor"
+    level: float = 0.33
+    mode: str = "auto"
+    min_heads: int = 1
+    scope: str = "global"
+    normalize: str = "l2"
+    seed: int = 0
+
+    def __post_init__(self):
+        """Fail on bad options before minutes of loading and scoring, not after."""
+        choices = {"criterion": CRITERIA, "mode": MODES, "scope": SCOPES, "normalize": NORMALIZATIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SentinelError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
+        if not 0.0 <= self.level < 1.0:
+            raise SentinelError(f"level must be a fraction in [0, 1), got {self.level}")
+        if self.min_heads < 1:
+            raise SentinelError("min_heads must be at least 1")
+
+
+def kv_bytes_per_token(model: nn.Module, layout: HeadLayout, bytes_per_value: int) -> int:
+    """K and V cache bytes one token costs across the attention layers (linear-attention state excluded)."""
+    family = family_for(model.config.model_type)
+    return sum(2 * layout.layers[i].num_kv_heads * layout.base.head_dim * bytes_per_value
+               for i in family.attention_layers(model))
+
+
+def _cuda_allocated(model: nn.Module) -> int | None:
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return None
+    gc.collect()
+    torch.cuda.empty_cache()
+    return int(torch.cuda.memory_allocated(device))
+
+
+def _layer_rows(model: nn.Module, before: HeadLayout, after: HeadLayout) -> list[dict]:
+    rows = []
+    for i in family_for(model.config.model_type).attention_layers(model):
+        a, b = before.layers[i], after.layers[i]
+        rows.append({"layer": i, "q_before": a.num_heads, "q_after": b.num_heads,
+                     "kv_before": a.num_kv_heads, "kv_after": b.num_kv_heads,
+                     "q_heads": list(b.q_heads), "kv_heads": list(b.kv_heads)})
+    return rows
+
+
+def prune_model(model: nn.Module, batches: Iterable, options: PruneOptions,
+                progress: bool = True) -> tuple[dict, HeadScores]:
+    """Prune ``model`` in place; returns the report and the raw scores it was pruned by."""
+    dtype_bytes = next(model.parameters()).element_size()
+    before, params_before, mem_before = model_layout(model), param_count(model), _cuda_allocated(model)
+    t0 = time.perf_counter()
+    scores = score_heads(model, batches, options.criterion, seed=options.seed, progress=progress)
+    t1 = time.perf_counter()
+    selection = select_heads(scores.normalized(options.normalize), options.level, mode=options.mode,
+                             min_heads=options.min_heads, scope=options.scope)
+    t2 = time.perf_counter()
+    after = defrag(model, selection.layout)
+    t3 = time.perf_counter()
+    report = {
+        "options": asdict(options),
+        "query_heads": {"total": selection.total, "requested_removed": selection.requested,
+                        "removed": selection.removed,
+                        "achieved_level": selection.removed / max(selection.total, 1)},
+        "layout_summary": after.summary(),
+        "params": {"before": params_before, "after": param_count(model)},
+        "kv_bytes_per_token": {
+            "fp16": {"before": kv_bytes_per_token(model, before, 2), "after": kv_bytes_per_token(model, after, 2)},
+            "checkpoint_dtype": {"dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                                 "before": kv_bytes_per_token(model, before, dtype_bytes),
+                                 "after": kv_bytes_per_token(model, after, dtype_bytes)}},
+        "cuda_memory_allocated": {"before": mem_before, "after": _cuda_allocated(model)},
+        "calibration_tokens": scores.tokens,
+        "seconds": {"score": round(t1 - t0, 3), "select": round(t2 - t1, 3), "defrag": round(t3 - t2, 3)},
+        "layers": _layer_rows(model, before, after),
+    }
+    return report, scores
+
+
+def report_markdown(report: dict) -> str:
+    """A short human-readable companion to prune_report.json."""
+    o, p, kv = report["options"], report["params"], report["kv_bytes_per_token"]["fp16"]
+    q = report["query_heads"]
+    lines = [
+        f"# Prune report: {report.get('model', '')}",
+        "",
+        f"criterion **{o['criterion']}**, level {o['level']} (achieved {q['achieved_level']:.3f}: "
+        f"{q['removed']}/{q['total']} query heads), mode {o['mode']}, scope {o['scope']}, "
+        f"calibration tokens {report['calibration_tokens']}",
+        "",
+        "| | before | after |",
+        "|---|---:|---:|",
+        f"| parameters | {p['before']:,} | {p['after']:,} |",
+        f"| KV bytes/token (fp16) | {kv['before']:,} | {kv['after']:,} |",
+        "",
+        "| layer | query heads | KV heads |",
+        "|---:|---:|---:|",
+    ]
+    lines += [f"| {r['layer']} | {r['q_after']}/{r['q_before']} | {r['kv_after']}/{r['kv_before']} |"
+              for r in report["layers"]]
+    return "\n".join(lines) + "\n"
+
+
+def calibration_batches(tokenizer, domain: str, windows: int, seq_len: int, seed: int,
+                        batch_size: int) -> list[torch.Tensor]:
+    """The calibration split only (never eval), cut into [batch, seq_len] batches."""
+    from forge_cuda.data import build_splits
+
+    splits = build_splits(domain, tokenizer, seq_len=seq_len, seed=seed,
+                          max_tokens={"train": seq_len, "calibration": windows * seq_len, "eval": seq_len})
+    calib = splits.calibration[:windows]
+    if len(calib) < windows:
+        raise SentinelError(f"domain {domain!r} has only {len(calib)} calibration windows of {seq_len} tokens; "
+                            "lower --calib-windows or --seq-len")
+    return list(calib.split(batch_size))
+
+
+def run_prune(model_name: str, out: str | Path, options: PruneOptions, domain: str = "code",
+              calib_windows: int = 32, seq_len: int = 256, batch_size: int = 4, force: bool = False,
+              dtype: torch.dtype = torch.float32, progress: bool = True) -> dict:
+    """``sentinel prune``: resolve, load, prune, save checkpoint + report atomically; returns the report."""
+    from sentinel.models import resolve_model
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise SentinelError(f"output {out} already exists (use --force to replace it)")
+    start = time.perf_counter()
+    source = resolve_model(model_name)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_model(source, dtype=dtype, device=device)
+    tokenizer = load_tokenizer(source)
+    loaded = time.perf_counter()
+    batches = [] if options.criterion in ("magnitude", "random") else calibration_batches(
+        tokenizer, domain, calib_windows, seq_len, options.seed, batch_size)
+    report, scores = prune_model(model, batches, options, progress=progress)
+    report = {"model": model_name, "source": str(source), "domain": domain if batches else None,
+              "calibration_windows": len(batches and torch.cat(batches)), "seq_len": seq_len,
+              "device": device, **report}
+    report["seconds"] = {"load": round(loaded - start, 3), **report["seconds"]}
+
+    def extra(tmp: Path) -> None:
+        scores.save(tmp / "importance")
+        write_json(tmp / "prune_report.json", report)
+        (tmp / "prune_report.md").write_text(report_markdown(report))
+
+    save_model(model, out, tokenizer, force=force, extra=extra)
+    report["seconds"]["total"] = round(time.perf_counter() - start, 3)
+    write_json(out / "prune_report.json", report)
+    return report
