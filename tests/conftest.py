@@ -28,3 +28,14 @@ def real_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_model(real_home) -> Path:
     return real_home / "models" / "smollm2-135m"
+
+
+@pytest.fixture(scope="session")
+def real_mlx_fp32(real_home, real_model) -> Path:
+    """The embedded model converted by our converter (float32) into real_home/mlx, once per session."""
+    from convert import convert_to_mlx
+
+    out = real_home / "mlx" / "smollm2-135m-float32"
+    if not (out / "config.json").is_file():
+        convert_to_mlx(real_model, out, dtype="float32")
+    return out
