@@ -156,7 +156,8 @@ def _write_shards(tmp: Path, family, tensors, plan: Plan, quantize, group_size, 
             if spec.name not in plan.sources:
                 continue  # scales/biases: written together with their weight
             source, quantized, dtype = plan.sources[spec.name]
-            array = family.transform(spec.name, materialize(source, tensors[source]))
+            # pop: an evaluated lazy array keeps its bytes, so holding the dict would hold the model
+            array = family.transform(spec.name, materialize(source, tensors.pop(source)))
             cast = array.astype(dtype)
             if quantized:
                 w, scales, biases = mx.quantize(cast, group_size=group_size, bits=quantize)
