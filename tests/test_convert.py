@@ -1,0 +1,188 @@
+"""convert_to_mlx on tiny models: MLX logits equal torch logits, plain and forged, every dtype and quantization."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from convert import convert_to_mlx, default_output, verify_conversion
+from forge_cuda.checkpoint import save_model
+from forge_cuda.defrag import defrag, model_layout
+from sentinel.cli import main
+from sentinel.layout import LayerHeads
+from tiny import tiny_model, tokens
+
+FAMILIES = ["llama", "qwen2", "qwen3"]
+# Layer 0 keeps 4 of 8 query heads (o_proj input 64), layer 1 drops KV head 1 and keeps 6 heads
+# (o_proj input 96: not divisible by 64, the quantization fallback), layer 2 stays whole.
+PRUNED = {0: LayerHeads((0, 2, 4, 6), (0, 1, 2, 3)), 1: LayerHeads((0, 1, 4, 5, 6, 7), (0, 2, 3))}
+
+
+def make_checkpoint(tmp_path: Path, family: str, forged: bool, **overrides):
+    """(torch model, folder): a tiny random model, sliced to PRUNED when forged, saved as safetensors."""
+    model = tiny_model(family, **overrides)
+    if forged:
+        layout = model_layout(model)
+        for i, layer in PRUNED.items():
+            layout = layout.replace_layer(i, layer)
+        defrag(model, layout)
+        folder = save_model(model, tmp_path / f"{family}-forged")
+    else:
+        folder = tmp_path / f"{family}-plain"
+        model.save_pretrained(folder)
+    return model, folder
+
+
+def torch_logits(model, x) -> np.ndarray:
+    with torch.no_grad():
+        return model(x).logits.numpy()
+
+
+def mlx_logits(model, x) -> np.ndarray:
+    return np.array(model(mx.array(x.numpy())).astype(mx.float32))
+
+
+def runtime_model(folder):
+    from runtime_mlx import load_model
+
+    return load_model(folder)
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["plain", "forged"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fp32_logits_match_torch(family, forged, tmp_path):
+    model, src = make_checkpoint(tmp_path, family, forged)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32")
+    x = tokens()
+    want = torch_logits(model, x)
+    assert np.abs(mlx_logits(runtime_model(out), x) - want).max() <= 1e-4
+    # Stock mlx-lm reads the same folder when unpruned; its qwen2 ignores config head_dim (16 here, not 64/8).
+    if not forged and family != "qwen2":
+        from mlx_lm.utils import load_model
+
+        stock, _ = load_model(out)
+        assert np.abs(mlx_logits(stock, x) - want).max() <= 1e-4
+
+    config = json.loads((out / "config.json").read_text())
+    source = json.loads((src / "config.json").read_text())
+    assert config.get("sentinel_layout") == source.get("sentinel_layout")
+    assert (config.get("sentinel_layout") is not None) == forged
+    assert "quantization" not in config
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert index["metadata"]["total_parameters"] == sum(p.numel() for p in model.parameters())
+    weights = mx.load(str(out / "model.safetensors"))
+    assert set(index["weight_map"]) == set(weights)
+    assert all(w.dtype == mx.float32 for w in weights.values())
+    card = (out / "README.md").read_text()
+    assert f"{sum(p.numel() for p in model.parameters()):,}" in card
+    assert ("| 1 | 6/8 | 3/4 |" in card) == forged
+
+
+def test_tied_embeddings_drop_lm_head(tmp_path):
+    model, src = make_checkpoint(tmp_path, "llama", True, tie_word_embeddings=True)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32")
+    assert "lm_head.weight" not in mx.load(str(out / "model.safetensors"))
+    x = tokens()
+    assert np.abs(mlx_logits(runtime_model(out), x) - torch_logits(model, x)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("dtype,tol", [("float16", 2e-2), ("bfloat16", 1e-1)])
+def test_half_dtypes(dtype, tol, tmp_path):
+    model, src = make_checkpoint(tmp_path, "qwen2", True)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype=dtype)
+    weights = mx.load(str(out / "model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {getattr(mx, dtype)}
+    reference = torch_logits(model.to(getattr(torch, dtype)).float(), tokens())  # same rounded weights
+    assert np.abs(mlx_logits(runtime_model(out), tokens()) - reference).max() <= tol
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_quantized_equals_mx_quantize_with_dense_fallback(bits, tmp_path):
+    model, src = make_checkpoint(tmp_path, "llama", True)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32", quantize=bits, group_size=64)
+    weights = mx.load(str(out / "model.safetensors"))
+    config = json.loads((out / "config.json").read_text())
+    # o_proj of layer 1 (6 heads * 16 = 96 inputs) and every down_proj (96 inputs) stay dense.
+    dense = {"model.layers.1.self_attn.o_proj"} | {f"model.layers.{i}.mlp.down_proj" for i in range(3)}
+    assert {k for k, v in config["quantization"].items() if v is False} == dense
+    assert config["quantization"]["bits"] == bits and config["quantization"]["group_size"] == 64
+    assert config["quantization_config"] == config["quantization"]
+    source = dict(model.state_dict())
+    quantized = 0
+    for name, tensor in source.items():
+        prefix = name[: -len(".weight")]
+        if f"{prefix}.scales" in weights:
+            w, s, b = mx.quantize(mx.array(tensor.numpy()), group_size=64, bits=bits)
+            assert mx.array_equal(weights[name], w) and mx.array_equal(weights[f"{prefix}.scales"], s)
+            assert mx.array_equal(weights[f"{prefix}.biases"], b)
+            source[name] = torch.from_numpy(np.array(mx.dequantize(w, s, b, group_size=64, bits=bits)))
+            quantized += 1
+        elif name.endswith("proj.weight"):
+            assert prefix in dense and np.array_equal(np.array(weights[name]), tensor.numpy())
+    assert quantized == 2 + 3 * 6 - 1  # embed + lm_head + q,k,v,o,gate,up per layer, minus layer 1 o_proj
+    model.load_state_dict(source)  # the torch model with exactly the dequantized weights
+    x = tokens()
+    assert np.abs(mlx_logits(runtime_model(out), x) - torch_logits(model, x)).max() <= 1e-4
+
+
+def test_shards_index_and_reading_without_torch(tmp_path):
+    """Convert in a subprocess where importing torch fails; small shards force an index with several files."""
+    _, src = make_checkpoint(tmp_path, "qwen3", True)
+    out = tmp_path / "mlx"
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from convert import convert_to_mlx\n"
+            f"convert_to_mlx({str(src)!r}, {str(out)!r}, dtype='float32', max_shard_bytes=100_000)\n"
+            "assert sys.modules['torch'] is None\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    files = sorted(set(index["weight_map"].values()))
+    assert len(files) > 1 and files[0] == f"model-00001-of-{len(files):05d}.safetensors"
+    assert sorted(p.name for p in out.glob("*.safetensors")) == files
+    from mlx_lm.utils import load_model  # stock loader still reads every shard
+    from runtime_mlx.models import get_model_classes
+
+    model, _ = load_model(out, get_model_classes=get_model_classes)
+    ref, _ = make_checkpoint(tmp_path / "again", "qwen3", True)
+    assert np.abs(mlx_logits(model, tokens()) - torch_logits(ref, tokens())).max() <= 1e-4
+
+
+def test_default_output_and_side_files(tmp_path):
+    _, src = make_checkpoint(tmp_path, "llama", False)
+    (src / "chat_template.jinja").write_text("{{ messages }}")
+    (src / "tokenizer_config.json").write_text("{}")
+    out = convert_to_mlx(src, quantize=4)
+    assert out == Path(os.environ["SENTINEL_HOME"]) / "mlx" / "llama-plain-float16-q4"
+    assert out == default_output(src, "float16", 4)
+    assert (out / "chat_template.jinja").read_text() == "{{ messages }}"
+    assert (out / "generation_config.json").is_file() and (out / "tokenizer_config.json").is_file()
+    assert not list(out.parent.glob(".*tmp*"))
+
+
+def test_cli_convert_with_verify(tmp_path):
+    _, src = make_checkpoint(tmp_path, "qwen2", True)
+    result = CliRunner().invoke(main, ["convert", str(src), "--to", "mlx", "--out", str(tmp_path / "o"),
+                                       "--dtype", "float32", "--verify"])
+    assert result.exit_code == 0, result.output
+    assert "verify:" in result.output and ": ok" in result.output
+
+
+def test_verify_catches_a_wrong_conversion(tmp_path):
+    """Swapping two query heads in the MLX folder keeps every shape but must fail --verify."""
+    _, src = make_checkpoint(tmp_path, "llama", True)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32")
+    assert verify_conversion(src, out)["ok"]
+    weights = mx.load(str(out / "model.safetensors"))
+    q = np.array(weights["model.layers.0.self_attn.q_proj.weight"])
+    weights["model.layers.0.self_attn.q_proj.weight"] = mx.array(np.concatenate([q[16:32], q[:16], q[32:]]))
+    mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
+    report = verify_conversion(src, out)
+    assert not report["ok"] and report["max_abs_diff"] > 1e-3
