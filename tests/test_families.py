@@ -1,6 +1,7 @@
 """Every family: reversible masks == defrag == save/load, and parameters drop exactly as the layout says."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -134,6 +135,19 @@ def test_qwen3_5_linear_attention_layers_stay_intact():
     # the gated q_proj keeps query+gate rows per head
     defrag(model, layout.replace_layer(3, LayerHeads((0, 1), (0,))))
     assert model.model.layers[3].self_attn.q_proj.out_features == 2 * 2 * 16
+
+
+def test_qwen3_5_checkpoint_pruning_a_linear_layer_is_rejected(tmp_path):
+    model = tiny_model("qwen3_5_text")
+    save_model(model, tmp_path / "m")
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    layers = [{"q_heads": list(range(8)), "kv_heads": list(range(4))} for _ in range(4)]
+    layers[1] = {"q_heads": [0, 1], "kv_heads": [0]}
+    cfg["sentinel_layout"] = {"format_version": 1, "layers": layers}
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(LayoutError, match="layer 1 has no prunable attention heads, but the layout prunes it"):
+        load_model(tmp_path / "m")
 
 
 def test_gpt2_cannot_split_query_and_kv_heads():
