@@ -107,8 +107,10 @@ def shard_names(count: int) -> list[str]:
 class ShardWriter:
     """Writes one safetensors file whose header is known up front; tensors arrive in plan order."""
 
-    def __init__(self, path: Path, specs: list[TensorSpec], metadata: dict[str, str] | None = None):
+    def __init__(self, path: Path, specs: list[TensorSpec], metadata: dict[str, str] | None = None,
+                 label: Path | None = None):
         self.path = path
+        self.label = label or path  # the name users know (the final path, not the temp folder)
         self.specs = list(specs)
         self._next = 0
         header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "mlx"})}
@@ -142,8 +144,8 @@ class ShardWriter:
         except OSError as e:
             self._file.close()
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise SentinelError(f"disk full while writing {self.path.parent} ({e.strerror})") from None
-            raise SentinelError(f"cannot write {self.path} ({e.strerror or e})") from None
+                raise SentinelError(f"disk full while writing {self.label} ({e.strerror})") from None
+            raise SentinelError(f"cannot write {self.label} ({e.strerror or e})") from None
 
 
 def _first_line(e: BaseException) -> str:

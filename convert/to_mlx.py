@@ -11,6 +11,7 @@ complete (sentinel.atomic.atomic_dir).
 from __future__ import annotations
 
 import copy
+import errno
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,15 +64,20 @@ def convert_to_mlx(src, out=None, dtype: str = "float16", quantize: int | None =
     out = Path(out) if out is not None else default_output(src, dtype, quantize)
     mlx_config = _mlx_config(family, config, quantize, group_size, plan.unquantized)
 
-    with atomic_dir(out, force=force) as tmp:
-        total = _write_shards(tmp, family, tensors, plan, quantize, group_size, max_shard_bytes, progress)
-        write_json(tmp / "config.json", mlx_config)
-        for name in SIDE_FILES:
-            if (src / name).is_file():
-                shutil.copy2(src / name, tmp / name)
-        write_model_card(tmp / "README.md", src=src, config=mlx_config, layout=layout, params=plan.params,
-                         nbytes=total, dtype=dtype, quantize=quantize, group_size=group_size,
-                         unquantized=plan.unquantized)
+    try:
+        with atomic_dir(out, force=force) as tmp:
+            total = _write_shards(tmp, out, family, tensors, plan, quantize, group_size, max_shard_bytes,
+                                  progress)
+            write_json(tmp / "config.json", mlx_config)
+            for name in SIDE_FILES:
+                if (src / name).is_file():
+                    shutil.copy2(src / name, tmp / name)
+            write_model_card(tmp / "README.md", src=src, config=mlx_config, layout=layout, params=plan.params,
+                             nbytes=total, dtype=dtype, quantize=quantize, group_size=group_size,
+                             unquantized=plan.unquantized)
+    except OSError as e:  # config, side files, rename: the shards report their own file
+        reason = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "cannot write"
+        raise SentinelError(f"{reason} while writing {out} ({e.strerror or e})") from None
     return out
 
 
@@ -140,7 +146,7 @@ def _plan(family, config, layout, tensors: dict[str, mx.array], dtype, quantize,
     return plan
 
 
-def _write_shards(tmp: Path, family, tensors, plan: Plan, quantize, group_size, max_shard_bytes,
+def _write_shards(tmp: Path, out: Path, family, tensors, plan: Plan, quantize, group_size, max_shard_bytes,
                   progress: bool) -> int:
     """Stream every output tensor into its shard; write mlx-lm's index. Returns total bytes."""
     from tqdm import tqdm
@@ -148,36 +154,41 @@ def _write_shards(tmp: Path, family, tensors, plan: Plan, quantize, group_size, 
     shards = plan_shards(plan.specs, max_shard_bytes)
     names = shard_names(len(shards))
     weight_map: dict[str, str] = {}
-    bar = tqdm(total=len(plan.sources), desc="convert", unit="tensor", disable=not progress)
-    for file_name, specs in zip(names, shards):
-        writer = ShardWriter(tmp / file_name, specs)
-        for spec in specs:
-            weight_map[spec.name] = file_name
-            if spec.name not in plan.sources:
-                continue  # scales/biases: written together with their weight
-            source, quantized, dtype = plan.sources[spec.name]
-            # pop: an evaluated lazy array keeps its bytes, so holding the dict would hold the model
-            array = family.transform(spec.name, materialize(source, tensors.pop(source)))
-            cast = array.astype(dtype)
-            if quantized:
-                w, scales, biases = mx.quantize(cast, group_size=group_size, bits=quantize)
-                mx.eval(w, scales, biases)
-                prefix = spec.name[: -len(".weight")]
-                writer.write(spec.name, w)
-                writer.write(f"{prefix}.scales", scales)
-                writer.write(f"{prefix}.biases", biases)
-            else:
-                mx.eval(cast)
-                writer.write(spec.name, cast)
-            del array, cast
-            bar.update(1)
-        writer.close()
-    bar.close()
+    with tqdm(total=len(plan.sources), desc="convert", unit="tensor", disable=not progress) as bar:
+        for file_name, specs in zip(names, shards):
+            _write_shard(tmp / file_name, out / file_name, specs, family, tensors, plan, quantize, group_size,
+                         bar)
+            weight_map.update((spec.name, file_name) for spec in specs)
     total = sum(s.nbytes for s in plan.specs)
     index = {"metadata": {"total_size": total, "total_parameters": plan.params},
              "weight_map": dict(sorted(weight_map.items()))}
     write_json(tmp / "model.safetensors.index.json", index)
     return total
+
+
+def _write_shard(path: Path, label: Path, specs: list[TensorSpec], family, tensors, plan: Plan, quantize,
+                 group_size, bar) -> None:
+    """Read, cast (or quantize) and write the tensors of one shard, one at a time."""
+    writer = ShardWriter(path, specs, label=label)
+    for spec in specs:
+        if spec.name not in plan.sources:
+            continue  # scales/biases: written together with their weight
+        source, quantized, dtype = plan.sources[spec.name]
+        # pop: an evaluated lazy array keeps its bytes, so holding the dict would hold the model
+        cast = family.transform(spec.name, materialize(source, tensors.pop(source))).astype(dtype)
+        if quantized:
+            w, scales, biases = mx.quantize(cast, group_size=group_size, bits=quantize)
+            mx.eval(w, scales, biases)
+            prefix = spec.name[: -len(".weight")]
+            writer.write(spec.name, w)
+            writer.write(f"{prefix}.scales", scales)
+            writer.write(f"{prefix}.biases", biases)
+        else:
+            mx.eval(cast)
+            writer.write(spec.name, cast)
+        del cast
+        bar.update(1)
+    writer.close()
 
 
 def _mlx_config(family, config: dict[str, Any], quantize, group_size, unquantized: list[str]) -> dict[str, Any]:
