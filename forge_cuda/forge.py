@@ -1,0 +1,225 @@
+"""`sentinel forge`: domain LoRA + importance-guided head pruning in cycles, with an honest control.
+
+Stage 0 evaluates the base model (baseline), then trains LoRA for ``steps``;
+that model seeds both tracks. Each cycle k then prunes the forged track to the
+cumulative level ``prune_level * k / cycles`` (importance on the calibration
+split, GQA-aware selection, defrag, optional mitosis) and trains both tracks
+for ``steps`` more with the same windows and seed. Forged and control thus see
+identical data and steps; only pruning differs. Every number comes from one
+evaluator on the held-out eval split.
+
+Work lives in ``<out>.partial/`` (resumable with ``--resume``) and is renamed
+to ``<out>`` only when the run is complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_model
+from forge_cuda.data import build_splits
+from forge_cuda.defrag import model_layout
+from forge_cuda.evaluate import perplexity
+from forge_cuda.pruning_step import PruneSettings, prune_once
+from forge_cuda.status import Status
+from forge_cuda.tiers import choose_tier
+from forge_cuda.train import TrainConfig, train_lora
+from sentinel.atomic import read_json, write_json
+from sentinel.errors import SentinelError
+
+
+@dataclass
+class ForgeConfig:
+    model: str
+    domain: str = "code"
+    prune_level: float = 0.33
+    cycles: int = 2
+    max_ppl_increase: float | None = None  # e.g. 0.02: stop once forged > control * 1.02
+    prune: PruneSettings = field(default_factory=PruneSettings)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seq_len: int = 256
+    train_tokens: int | None = 400_000
+    eval_tokens: int = 16_384
+    calib_windows: int = 16
+    eval_batch_size: int = 8
+    control: bool = True
+    tier: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise SentinelError(f"--device {requested}: no CUDA device is visible on this machine")
+    return torch.device(requested)
+
+
+def model_numbers(model) -> dict:
+    """Size numbers reported per row: params, bytes as stored, KV bytes per token (fp16 cache)."""
+    layout = model_layout(model)
+    kv_fp16 = sum(2 * kv * layout.base.head_dim * 2 for kv in layout.kv_counts)
+    params = param_count(model)
+    dtype_bytes = next(model.parameters()).element_size()
+    return {"params": params, "bytes": params * dtype_bytes, "bytes_fp16": params * 2,
+            "kv_bytes_per_token_fp16": kv_fp16, "q_heads": layout.q_counts, "kv_heads": layout.kv_counts,
+            "q_heads_total": sum(layout.q_counts), "kv_heads_total": sum(layout.kv_counts),
+            "layout": layout.to_dict()}
+
+
+class ForgeRun:
+    """One forge run: holds both tracks, the splits, the status file and the resumable state."""
+
+    def __init__(self, cfg: ForgeConfig, out: Path, resume: bool = False, force: bool = False,
+                 progress: bool = True):
+        from sentinel.models import resolve_model
+
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.work = self.out.with_name(self.out.name + ".partial")
+        if self.out.exists() and not force:
+            raise SentinelError(f"output {self.out} already exists (use --force to replace it)")
+        if self.work.exists() and not resume:
+            if not force:
+                raise SentinelError(f"{self.work} holds an interrupted run: add --resume to continue it "
+                                    "or --force to start over")
+            shutil.rmtree(self.work)
+        if resume and not (self.work / "state.json").exists():
+            raise SentinelError(f"nothing to resume: {self.work}/state.json not found")
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.source = resolve_model(cfg.model)
+        self.device = pick_device(cfg.device)
+        self.status = Status(self.work / "status.json", cfg.cycles)
+
+    # --- persistence -------------------------------------------------------------------------
+    def _save_track(self, model, cycle: int, track: str) -> None:
+        save_model(model, self.work / f"cycle_{cycle}" / track, tokenizer=self.tokenizer, force=True)
+
+    def _load_track(self, cycle: int, track: str):
+        return load_model(self.work / f"cycle_{cycle}" / track, device=self.device)
+
+    def _checkpoint(self, state: dict, cycle: int) -> None:
+        """Record a completed cycle; keep only its folders and the last accepted one."""
+        state["completed_cycle"] = cycle
+        write_json(self.work / "state.json", state)
+        keep = {f"cycle_{cycle}", f"cycle_{state['accepted_cycle']}"}
+        for old in self.work.glob("cycle_*"):
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+
+    # --- phases ------------------------------------------------------------------------------
+    def _evaluate(self, model, desc: str) -> dict:
+        self.status.update(phase="evaluate", message=desc)
+        return perplexity(model, self.splits.eval, self.cfg.eval_batch_size, desc=desc, progress=self.progress)
+
+    def _train(self, model, cycle: int, track: str):
+        cfg = copy.deepcopy(self.cfg.train)
+        cfg.seed = self.cfg.seed + cycle  # same seed for both tracks within a stage
+
+        def on_step(info):
+            self.status.update(phase="train" if track == "forged" else "control", cycle=cycle, step=info["step"],
+                               steps=info["steps"], loss=info["loss"], tokens_per_s=info["tokens_per_s"],
+                               eta_s=info["eta_s"], message=f"{track} cycle {cycle}")
+
+        return train_lora(model, self.splits.train, cfg, desc=f"{track} c{cycle}", on_step=on_step,
+                          progress=self.progress, tier=self.tier.name, device=self.device)
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.tokenizer = load_tokenizer(self.source)
+        self.splits = build_splits(cfg.domain, self.tokenizer, cfg.seq_len, seed=cfg.seed,
+                                   max_tokens={"train": cfg.train_tokens, "eval": cfg.eval_tokens,
+                                               "calibration": cfg.calib_windows * cfg.seq_len})
+        state = read_json(self.work / "state.json") if (self.work / "state.json").exists() else None
+        if state and state["config"] != json.loads(json.dumps(cfg.to_dict())):
+            raise SentinelError(f"{self.work} was started with other settings; use --force to start over")
+        if state is None:
+            base = load_model(self.source, device=self.device)
+            gpu = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
+            self.tier = choose_tier(param_count(base), self.device.type, gpu, cfg.tier)
+            state = {"config": cfg.to_dict(), "tier": self.tier.to_dict(), "data": self.splits.stats,
+                     "source": str(self.source), "device": str(self.device), "cycles": [],
+                     "accepted_cycle": 0, "stopped_by_budget": False, "seconds": {}}
+            self.status.update(phase="baseline", message="baseline evaluation")
+            state["baseline"] = {**self._evaluate(base, "baseline"), **model_numbers(base)}
+            forged, stats = self._train(base, 0, "forged")
+            row = {"cycle": 0, "level": 0.0, "train": stats, "forged": {**self._evaluate(forged, "lora c0"),
+                                                                          **model_numbers(forged)}}
+            row["control"] = dict(row["forged"])
+            state["cycles"].append(row)
+            self._save_track(forged, 0, "forged")
+            self._checkpoint(state, 0)
+            control = copy.deepcopy(forged) if cfg.control else None
+        else:
+            from forge_cuda.tiers import Tier
+
+            self.tier = Tier(**state["tier"])
+            done = state["completed_cycle"]
+            forged = self._load_track(done, "forged")
+            control = (self._load_track(done, "control") if done > 0 else copy.deepcopy(forged)) \
+                if cfg.control else None
+        print(f"tier: {self.tier.name} ({self.tier.reason})")
+        for cycle in range(state["completed_cycle"] + 1, cfg.cycles + 1):
+            if state["stopped_by_budget"]:
+                break
+            level = cfg.prune_level * cycle / cfg.cycles
+            self.status.update(phase="importance", cycle=cycle, message=f"scoring heads ({cfg.prune.criterion})")
+            pruning = prune_once(forged, self.splits.calibration, level, cfg.prune, seed=cfg.seed + cycle,
+                                 on_phase=lambda p: self.status.update(phase=p, cycle=cycle))
+            row = {"cycle": cycle, "level": level, "pruning": pruning,
+                   "one_shot": self._evaluate(forged, f"pruned c{cycle}")}
+            forged, row["train"] = self._train(forged, cycle, "forged")
+            row["forged"] = {**self._evaluate(forged, f"forged c{cycle}"), **model_numbers(forged)}
+            if control is not None:
+                control, _ = self._train(control, cycle, "control")
+                row["control"] = {**self._evaluate(control, f"control c{cycle}"), **model_numbers(control)}
+            state["cycles"].append(row)
+            self.status.update(phase="save", cycle=cycle, message="saving cycle checkpoint")
+            self._save_track(forged, cycle, "forged")
+            if control is not None:
+                self._save_track(control, cycle, "control")
+            within = self._within_budget(row)
+            row["within_budget"] = within
+            if within:
+                state["accepted_cycle"] = cycle
+            else:
+                state["stopped_by_budget"] = True
+            self._checkpoint(state, cycle)
+        state["seconds"]["total_this_session"] = time.perf_counter() - t0
+        return self._finish(state)
+
+    def _within_budget(self, row: dict) -> bool:
+        if self.cfg.max_ppl_increase is None:
+            return True
+        if "control" not in row:
+            raise SentinelError("--max-ppl-increase compares against the control run; drop --no-control")
+        return row["forged"]["ppl"] <= row["control"]["ppl"] * (1 + self.cfg.max_ppl_increase)
+
+    def _finish(self, state: dict) -> dict:
+        from forge_cuda.report import write_report
+
+        self.status.update(phase="save", message="writing report")
+        final = self.work / "model"
+        if final.exists():
+            shutil.rmtree(final)
+        shutil.copytree(self.work / f"cycle_{state['accepted_cycle']}" / "forged", final)
+        report = write_report(state, self.work)
+        self.status.update(phase="done", message=f"forged model: {self.out / 'model'}")
+        for old in self.work.glob("cycle_*"):
+            shutil.rmtree(old, ignore_errors=True)
+        (self.work / "state.json").unlink()
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.work.rename(self.out)
+        return report

@@ -1,0 +1,156 @@
+"""Forge reports: report.json holds every number; report.md and the PNG plots are views of it."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from sentinel.atomic import write_json
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "bitsandbytes", "safetensors", "numpy"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_facts(device: str) -> dict:
+    import torch
+
+    facts = {"device": device, "machine": platform.machine(), "os": platform.platform(),
+             "cpu_threads": torch.get_num_threads()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        facts.update(gpu=props.name, gpu_memory_bytes=props.total_memory)
+    return facts
+
+
+def final_rows(state: dict) -> list[dict]:
+    """The three published rows: baseline, LoRA-only control, forged (the accepted cycle)."""
+    accepted = state["cycles"][state["accepted_cycle"]]
+    last = state["cycles"][-1]
+    rows = [("baseline", state["baseline"])]
+    if "control" in last:
+        rows.append(("LoRA-only control", last["control"]))
+    rows.append(("forged", accepted["forged"]))
+    keys = ("ppl", "loss", "tokens", "params", "bytes_fp16", "kv_bytes_per_token_fp16", "q_heads_total",
+            "kv_heads_total")
+    return [{"row": name, **{k: r[k] for k in keys}} for name, r in rows]
+
+
+def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
+    head = "| " + " | ".join(c[1] for c in cols) + " |"
+    sep = "|" + "|".join("---" for _ in cols) + "|"
+    body = ["| " + " | ".join(format(r[c[0]], c[2]) if r.get(c[0]) is not None else "–" for c in cols) + " |"
+            for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    cfg, data = report["config"], report["data"]
+    lines = [f"# Forge report: {Path(report['source']).name} on `{cfg['domain']}`", "",
+             f"Device: {report['device']['device']} ({report['device']['machine']}); tier: "
+             f"{report['tier']['name']} ({report['tier']['reason']}); criterion `{cfg['prune']['criterion']}`, "
+             f"mode `{cfg['prune']['mode']}`, target level {cfg['prune_level']:.2f} over {cfg['cycles']} cycles, "
+             f"{cfg['train']['steps']} LoRA steps per stage.", "",
+             f"Held-out eval: {data['eval']['tokens']:,} tokens in {data['eval']['windows']} windows of "
+             f"{data['seq_len']} from {data['eval']['documents']} documents never used for training or "
+             f"calibration (split by document). Train: {data['train']['tokens']:,} tokens; calibration: "
+             f"{data['calibration']['tokens']:,}.", "", "## Result", ""]
+    lines.append(_table(report["rows"], [("row", "model", "s"), ("ppl", "PPL", ".3f"), ("params", "params", ","),
+                                         ("bytes_fp16", "bytes (fp16)", ","),
+                                         ("kv_bytes_per_token_fp16", "KV bytes/token (fp16)", ","),
+                                         ("q_heads_total", "query heads", "d"), ("kv_heads_total", "KV heads", "d")]))
+    if report.get("stopped_by_budget"):
+        lines += ["", f"Stopped by the quality budget (forged PPL ≤ control × {1 + cfg['max_ppl_increase']:.3f}); "
+                      f"kept cycle {report['accepted_cycle']}."]
+    lines += ["", "## Per cycle", ""]
+    per = [{"cycle": c["cycle"], "level": c["level"], "one_shot": c.get("one_shot", {}).get("ppl"),
+            "forged": c["forged"]["ppl"], "control": c.get("control", {}).get("ppl"),
+            "params": c["forged"]["params"]} for c in report["cycles"]]
+    lines.append(_table(per, [("cycle", "cycle", "d"), ("level", "level", ".2f"),
+                              ("one_shot", "PPL right after pruning", ".3f"), ("forged", "forged PPL", ".3f"),
+                              ("control", "control PPL", ".3f"), ("params", "forged params", ",")]))
+    lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), "",
+              "Every number above is read from report.json, written by the run itself."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plots(report: dict, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cycles = report["cycles"]
+    names = []
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [c["cycle"] for c in cycles]
+    ax.axhline(report["baseline"]["ppl"], color="gray", ls="--", label="baseline")
+    if all("control" in c for c in cycles):
+        ax.plot(xs, [c["control"]["ppl"] for c in cycles], "o-", label="LoRA-only control")
+    ax.plot(xs, [c["forged"]["ppl"] for c in cycles], "o-", label="forged")
+    ax.set(xlabel="cycle", ylabel="eval perplexity", title="Perplexity per cycle (held-out documents)")
+    ax.legend()
+    names.append(_save(fig, folder / "ppl_per_cycle.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(xs, [c["forged"]["params"] / 1e6 for c in cycles], "o-")
+    ax.set(xlabel="cycle", ylabel="parameters (M)", title="Forged model size per cycle")
+    names.append(_save(fig, folder / "params_per_cycle.png"))
+
+    for c in cycles:
+        scores = c.get("pruning", {}).get("scores")
+        if scores is not None:
+            grid = np.array(scores, dtype=float)
+            fig, ax = plt.subplots(figsize=(6, 6))
+            im = ax.imshow(grid, aspect="auto", cmap="viridis")
+            ax.set(xlabel="original query head", ylabel="layer",
+                   title=f"Head importance before cycle {c['cycle']} ({report['config']['prune']['criterion']})")
+            fig.colorbar(im, ax=ax)
+            names.append(_save(fig, folder / f"importance_cycle_{c['cycle']}.png"))
+
+    base = report["baseline"]
+    kept = np.zeros((len(base["q_heads"]), max(base["q_heads"])))
+    final_layout = report["cycles"][report["accepted_cycle"]]["forged"].get("layout")
+    if final_layout:
+        for i, layer in enumerate(final_layout["layers"]):
+            for h in layer["q_heads"]:
+                origin = int(layer.get("clone_of", {}).get(str(h), h))
+                kept[i, origin] += 1
+        fig, ax = plt.subplots(figsize=(6, 6))
+        ax.imshow(kept, aspect="auto", cmap="Greens", vmin=0, vmax=2)
+        ax.set(xlabel="original query head", ylabel="layer", title="Kept query heads (dark: cloned)")
+        names.append(_save(fig, folder / "kept_heads.png"))
+    return names
+
+
+def _save(fig, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"plots/{path.name}"
+
+
+def write_report(state: dict, folder: Path) -> dict:
+    """Write report.json, plots/*.png and report.md into ``folder``; return the report dict."""
+    report = {k: v for k, v in state.items() if k not in ("completed_cycle",)}
+    report["rows"] = final_rows(state)
+    report["versions"] = library_versions()
+    report["device"] = device_facts(state["device"])
+    report["plots"] = write_plots(report, folder / "plots")
+    write_json(folder / "report.json", report)
+    write_markdown(report, folder / "report.md")
+    return report
