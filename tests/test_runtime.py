@@ -30,6 +30,29 @@ def forged_folder(family, out, pruned=True, **overrides):
     return model
 
 
+GPT2_PRUNED = {0: LayerHeads((0, 2), (0, 2)), 1: LayerHeads((1, 2, 3), (1, 2, 3))}
+
+
+@pytest.mark.parametrize("pruned", [True, False], ids=["forged", "plain"])
+def test_gpt2_logits_match_torch(pruned, tmp_path):
+    """gpt2: fused c_attn of the kept heads, untied lm_head and n_inner (stock mlx-lm assumes neither)."""
+    import runtime_mlx
+
+    torch_model = tiny_model("gpt2")
+    if pruned:
+        layout = model_layout(torch_model)
+        for i, layer in GPT2_PRUNED.items():
+            layout = layout.replace_layer(i, layer)
+        defrag(torch_model, layout)
+    save_model(torch_model, tmp_path / "m")  # raw HF names: Conv1D weights, transformer. prefix
+    model = runtime_mlx.load_model(tmp_path / "m")
+    x = tokens()
+    with torch.no_grad():
+        want = torch_model(x).logits.numpy()
+    assert np.abs(mlx_logits(model, x) - want).max() <= 1e-4
+    assert [layer.attn.n_heads for layer in model.layers] == ([2, 3, 4] if pruned else [4, 4, 4])
+
+
 def mlx_logits(model, x):
     import mlx.core as mx
 

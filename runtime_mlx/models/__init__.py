@@ -7,7 +7,7 @@ import importlib
 from sentinel.errors import SentinelError
 
 # model_type -> module under runtime_mlx.models (mistral shares llama's, as in mlx-lm).
-FAMILIES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+FAMILIES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gpt2": "gpt2"}
 
 
 def get_model_classes(config: dict):
