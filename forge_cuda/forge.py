@@ -27,6 +27,7 @@ from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_
 from forge_cuda.data import build_splits
 from forge_cuda.defrag import model_layout
 from forge_cuda.evaluate import perplexity
+from forge_cuda.prune import kv_bytes_per_token
 from forge_cuda.pruning_step import PruneSettings, prune_once
 from forge_cuda.status import Status
 from forge_cuda.tiers import choose_tier
@@ -69,7 +70,7 @@ def pick_device(requested: str) -> torch.device:
 def model_numbers(model) -> dict:
     """Size numbers reported per row: params, bytes as stored, KV bytes per token (fp16 cache)."""
     layout = model_layout(model)
-    kv_fp16 = sum(2 * kv * layout.base.head_dim * 2 for kv in layout.kv_counts)
+    kv_fp16 = kv_bytes_per_token(model, layout, 2)
     params = param_count(model)
     dtype_bytes = next(model.parameters()).element_size()
     return {"params": params, "bytes": params * dtype_bytes, "bytes_fp16": params * 2,
