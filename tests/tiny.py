@@ -16,8 +16,9 @@ def tiny_config(model_type: str, **overrides):
     if model_type == "qwen2":
         kwargs["use_sliding_window"] = False
     if model_type == "gpt2":  # multi-head attention, head_dim = n_embd / n_head, fused c_attn
-        kwargs = dict(vocab_size=96, n_embd=64, n_head=4, n_layer=3, n_positions=128, n_inner=96, bos_token_id=0, eos_token_id=0,
-                      attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0, tie_word_embeddings=False)
+        kwargs = dict(vocab_size=96, n_embd=64, n_head=4, n_layer=3, n_positions=128, n_inner=96,
+                      bos_token_id=0, eos_token_id=0, attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
+                      tie_word_embeddings=False)
     if model_type == "qwen3_5_text":  # hybrid: layers 0-2 gated DeltaNet, layer 3 gated full attention
         kwargs.update(num_hidden_layers=4, linear_num_key_heads=2, linear_num_value_heads=4,
                       linear_key_head_dim=16, linear_value_head_dim=16)
