@@ -158,8 +158,9 @@ def pack(docs: list[Document], tokenizer, seq_len: int, max_tokens: int | None) 
     budget = None if max_tokens is None else max(max_tokens, seq_len)
     stream: list[int] = []
     used = 0
-    for start in range(0, len(docs), 64):
-        batch = docs[start:start + 64]
+    step = 8  # small batches: stop tokenizing soon after the budget is reached
+    for start in range(0, len(docs), step):
+        batch = docs[start:start + step]
         for ids in tokenizer([d.text for d in batch], add_special_tokens=False)["input_ids"]:
             stream.extend(ids)
             if sep is not None:
