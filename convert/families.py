@@ -92,12 +92,61 @@ class LlamaLike:
         return config
 
 
-def tied(config: Mapping[str, Any]) -> bool:
-    """transformers' default for the llama-like families is untied."""
-    return bool(config.get("tie_word_embeddings", False))
+class GPT2:
+    """gpt2: fused ``c_attn`` = [q | k | v] of the kept heads, Conv1D weights stored [in, out].
+
+    HF checkpoints name tensors ``transformer.*`` (``GPT2LMHeadModel``) or bare
+    (``GPT2Model``, the original hub files); MLX wants ``model.*`` with Linear
+    [out, in] weights, which is what stock mlx-lm's gpt2 sanitize produces.
+    """
+
+    model_types = ("gpt2",)
+    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+    def expected_shapes(self, config: Mapping[str, Any], layout: HeadLayout) -> dict[str, Shape]:
+        embd, hd = layout.base.hidden_size, layout.base.head_dim
+        vocab, positions = int(config["vocab_size"]), int(config["n_positions"])
+        shapes: dict[str, Shape] = {"model.wte.weight": (vocab, embd), "model.wpe.weight": (positions, embd)}
+        for i, layer in enumerate(layout.layers):
+            p = f"model.h.{i}"
+            width = layer.num_heads * hd
+            inter = (len(layer.mlp_channels) if layer.mlp_channels is not None
+                     else layout.base.intermediate_size or 4 * embd)
+            for norm in ("ln_1", "ln_2"):
+                shapes.update({f"{p}.{norm}.weight": (embd,), f"{p}.{norm}.bias": (embd,)})
+            shapes.update({f"{p}.attn.c_attn.weight": (3 * width, embd), f"{p}.attn.c_attn.bias": (3 * width,),
+                           f"{p}.attn.c_proj.weight": (embd, width), f"{p}.attn.c_proj.bias": (embd,),
+                           f"{p}.mlp.c_fc.weight": (inter, embd), f"{p}.mlp.c_fc.bias": (inter,),
+                           f"{p}.mlp.c_proj.weight": (embd, inter), f"{p}.mlp.c_proj.bias": (embd,)})
+        shapes.update({"model.ln_f.weight": (embd,), "model.ln_f.bias": (embd,)})
+        if not tied(config, default=True):
+            shapes["lm_head.weight"] = (vocab, embd)
+        return shapes
+
+    def mlx_name(self, name: str, config: Mapping[str, Any]) -> str | None:
+        if name.endswith((".attn.bias", ".attn.masked_bias")):
+            return None  # HF's causal-mask buffers
+        if name == "lm_head.weight":
+            return None if tied(config, default=True) else name
+        return "model." + name.removeprefix("transformer.")
+
+    def transform(self, name: str, array):
+        return array.T if name.endswith(self.conv1d) else array
+
+    def quantizable(self, name: str) -> bool:
+        return name.endswith(".weight") and ".ln_" not in name
+
+    def mlx_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        config["tie_word_embeddings"] = tied(config, default=True)
+        return config
 
 
-_FAMILIES = [LlamaLike()]
+def tied(config: Mapping[str, Any], default: bool = False) -> bool:
+    """Whether lm_head reuses the embedding; transformers' default is untied except for gpt2."""
+    return bool(config.get("tie_word_embeddings", default))
+
+
+_FAMILIES = [LlamaLike(), GPT2()]
 
 
 def supported_model_types() -> list[str]:

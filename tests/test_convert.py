@@ -186,3 +186,28 @@ def test_verify_catches_a_wrong_conversion(tmp_path):
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     report = verify_conversion(src, out)
     assert not report["ok"] and report["max_abs_diff"] > 1e-3
+
+
+@pytest.mark.parametrize("forged", [False, True], ids=["plain", "forged"])
+@pytest.mark.parametrize("tie", [False, True], ids=["untied", "tied"])
+def test_gpt2_conv1d_transposed_and_renamed(forged, tie, tmp_path):
+    model = tiny_model("gpt2", tie_word_embeddings=tie)
+    if forged:  # multi-head attention: query and KV heads leave together
+        defrag(model, model_layout(model).replace_layer(1, LayerHeads((0, 2), (0, 2))))
+        src = save_model(model, tmp_path / "gpt2")
+    else:
+        src = tmp_path / "gpt2"
+        model.save_pretrained(src)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32")
+    weights = mx.load(str(out / "model.safetensors"))
+    width = 2 * 16 if forged else 4 * 16
+    assert weights["model.h.1.attn.c_attn.weight"].shape == (3 * width, 64)  # Linear [out, in]
+    assert weights["model.h.1.attn.c_proj.weight"].shape == (64, width)
+    assert ("lm_head.weight" in weights) == (not tie) and not any(".attn.bias" in k for k in weights)
+    x = tokens()
+    want = torch_logits(model, x)
+    assert np.abs(mlx_logits(runtime_model(out), x) - want).max() <= 1e-4
+    if tie:  # quantized (the runtime's gpt2 sanitize mis-prefixes an untied lm_head's scales; see report)
+        q8 = convert_to_mlx(src, tmp_path / "q8", dtype="float32", quantize=8, group_size=32)
+        assert "model.wpe.scales" in mx.load(str(q8 / "model.safetensors"))
+        assert np.abs(mlx_logits(runtime_model(q8), x) - want).max() <= 2e-2
