@@ -70,6 +70,9 @@ class LlamaLike:
     def transform(self, name: str, array):
         return array
 
+    def keeps_dtype(self, name: str) -> bool:
+        return False
+
     def quantizable(self, name: str) -> bool:
         """Weights of Linear and Embedding modules: what mlx-lm's quantize_model converts."""
         return name.endswith(".weight") and not name.endswith(("norm.weight", "layernorm.weight"))
@@ -133,6 +136,9 @@ class GPT2:
     def transform(self, name: str, array):
         return array.T if name.endswith(self.conv1d) else array
 
+    def keeps_dtype(self, name: str) -> bool:
+        return False
+
     def quantizable(self, name: str) -> bool:
         return name.endswith(".weight") and ".ln_" not in name
 
@@ -141,12 +147,102 @@ class GPT2:
         return config
 
 
+class Qwen35:
+    """qwen3_5: hybrid gated-DeltaNet / gated full attention, named as stock mlx-lm's qwen3_5 wants.
+
+    Stock's sanitize, applied here once: names under ``language_model.``,
+    vision tower and multi-token-prediction weights dropped, depthwise conv1d
+    weights moved to [channels, kernel, 1], and the (1 + w) RMSNorm weights
+    shifted by one. ``A_log`` keeps its source dtype (stock's cast_predicate).
+    A full-attention query head is 2*head_dim rows of ``q_proj`` (query, then gate).
+    """
+
+    model_types = ("qwen3_5", "qwen3_5_text")
+    shifted_norms = (".input_layernorm.weight", ".post_attention_layernorm.weight", "model.norm.weight",
+                     ".q_norm.weight", ".k_norm.weight")
+
+    def expected_shapes(self, config: Mapping[str, Any], layout: HeadLayout) -> dict[str, Shape]:
+        cfg = text_config(config)
+        hidden, hd, vocab = layout.base.hidden_size, layout.base.head_dim, int(cfg["vocab_size"])
+        nk, nv = int(cfg["linear_num_key_heads"]), int(cfg["linear_num_value_heads"])
+        dk, dv = int(cfg["linear_key_head_dim"]), int(cfg["linear_value_head_dim"])
+        conv = 2 * nk * dk + nv * dv
+        shapes: dict[str, Shape] = {"language_model.model.embed_tokens.weight": (vocab, hidden)}
+        for i, layer in enumerate(layout.layers):
+            p = f"language_model.model.layers.{i}"
+            if layer_types(cfg)[i] == "linear_attention":
+                shapes.update({f"{p}.linear_attn.dt_bias": (nv,), f"{p}.linear_attn.A_log": (nv,),
+                               f"{p}.linear_attn.conv1d.weight": (conv, int(cfg.get("linear_conv_kernel_dim", 4)), 1),
+                               f"{p}.linear_attn.norm.weight": (dv,),
+                               f"{p}.linear_attn.out_proj.weight": (hidden, nv * dv),
+                               f"{p}.linear_attn.in_proj_qkv.weight": (conv, hidden),
+                               f"{p}.linear_attn.in_proj_z.weight": (nv * dv, hidden),
+                               f"{p}.linear_attn.in_proj_b.weight": (nv, hidden),
+                               f"{p}.linear_attn.in_proj_a.weight": (nv, hidden)})
+            else:
+                q, kv = layer.num_heads * hd, layer.num_kv_heads * hd
+                shapes.update({f"{p}.self_attn.q_proj.weight": (2 * q, hidden),
+                               f"{p}.self_attn.k_proj.weight": (kv, hidden),
+                               f"{p}.self_attn.v_proj.weight": (kv, hidden),
+                               f"{p}.self_attn.o_proj.weight": (hidden, q),
+                               f"{p}.self_attn.q_norm.weight": (hd,), f"{p}.self_attn.k_norm.weight": (hd,)})
+            inter = len(layer.mlp_channels) if layer.mlp_channels is not None else layout.base.intermediate_size
+            shapes.update({f"{p}.mlp.gate_proj.weight": (inter, hidden), f"{p}.mlp.up_proj.weight": (inter, hidden),
+                           f"{p}.mlp.down_proj.weight": (hidden, inter),
+                           f"{p}.input_layernorm.weight": (hidden,), f"{p}.post_attention_layernorm.weight": (hidden,)})
+        shapes["language_model.model.norm.weight"] = (hidden,)
+        if not self._tied(config):
+            shapes["language_model.lm_head.weight"] = (vocab, hidden)
+        return shapes
+
+    def _tied(self, config: Mapping[str, Any]) -> bool:
+        return tied(text_config(config), default=tied(config))
+
+    def mlx_name(self, name: str, config: Mapping[str, Any]) -> str | None:
+        if name.startswith(("model.visual.", "visual.", "mtp.", "model.mtp.")) or ".mtp." in name:
+            return None
+        if name == "lm_head.weight" and self._tied(config):
+            return None
+        name = name.replace("model.language_model.", "model.", 1)
+        return name if name.startswith("language_model.") else f"language_model.{name}"
+
+    def transform(self, name: str, array):
+        if name.endswith("conv1d.weight") and array.shape[-1] != 1:
+            return array.moveaxis(2, 1)
+        if name.endswith(self.shifted_norms) and array.ndim == 1:
+            return array + 1.0
+        return array
+
+    def keeps_dtype(self, name: str) -> bool:
+        return name.endswith("A_log")
+
+    def quantizable(self, name: str) -> bool:
+        return name.endswith(".weight") and "norm" not in name and "conv1d" not in name
+
+    def mlx_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        return config
+
+
+def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    inner = config.get("text_config")
+    return inner if isinstance(inner, Mapping) else config
+
+
+def layer_types(cfg: Mapping[str, Any]) -> list[str]:
+    """Per-layer attention kind; older configs give only the full-attention interval."""
+    if cfg.get("layer_types"):
+        return list(cfg["layer_types"])
+    every = int(cfg.get("full_attention_interval", 4))
+    return ["full_attention" if (i + 1) % every == 0 else "linear_attention"
+            for i in range(int(cfg["num_hidden_layers"]))]
+
+
 def tied(config: Mapping[str, Any], default: bool = False) -> bool:
     """Whether lm_head reuses the embedding; transformers' default is untied except for gpt2."""
     return bool(config.get("tie_word_embeddings", default))
 
 
-_FAMILIES = [LlamaLike(), GPT2()]
+_FAMILIES = [LlamaLike(), GPT2(), Qwen35()]
 
 
 def supported_model_types() -> list[str]:

@@ -130,7 +130,8 @@ def _plan(family, config, layout, tensors: dict[str, mx.array], dtype, quantize,
             raise LayoutError(f"tensor {source} has shape {tuple(array.shape)}, "
                               f"the layout in config.json expects {shape}")
         plan.params += array.size
-        cast = dtype if mx.issubdtype(array.dtype, mx.floating) else array.dtype
+        floating = mx.issubdtype(array.dtype, mx.floating) and not family.keeps_dtype(new)
+        cast = dtype if floating else array.dtype
         if quantize and family.quantizable(new) and array.ndim == 2:
             if shape[-1] % group_size == 0:
                 prefix = new[: -len(".weight")]

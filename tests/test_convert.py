@@ -211,3 +211,48 @@ def test_gpt2_conv1d_transposed_and_renamed(forged, tie, tmp_path):
         q8 = convert_to_mlx(src, tmp_path / "q8", dtype="float32", quantize=8, group_size=32)
         assert "model.wpe.scales" in mx.load(str(q8 / "model.safetensors"))
         assert np.abs(mlx_logits(runtime_model(q8), x) - want).max() <= 2e-2
+
+
+def qwen35_checkpoint(tmp_path: Path, forged: bool):
+    """Tiny hybrid qwen3_5: layers 0-2 gated DeltaNet, layer 3 gated full attention (2 of 8 heads when forged)."""
+    model = tiny_model("qwen3_5_text")
+    if forged:
+        defrag(model, model_layout(model).replace_layer(3, LayerHeads((2, 3), (1,))))
+        return model, save_model(model, tmp_path / "q35")
+    model.save_pretrained(tmp_path / "q35")
+    return model, tmp_path / "q35"
+
+
+def test_qwen3_5_plain_matches_torch_through_stock_mlx_lm(tmp_path):
+    from mlx_lm.utils import load_model
+
+    model, src = qwen35_checkpoint(tmp_path, forged=False)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="bfloat16")
+    weights = mx.load(str(out / "model.safetensors"))
+    assert weights["language_model.model.layers.0.linear_attn.A_log"].dtype == mx.float32  # stock keeps it
+    assert weights["language_model.model.layers.0.linear_attn.conv1d.weight"].shape == (128, 4, 1)
+    out32 = convert_to_mlx(src, tmp_path / "mlx32", dtype="float32")
+    # stock mlx-lm has the classes under model_type qwen3_5 (the text-only name has no module there)
+    stock, _ = load_model(out32, model_config={"model_type": "qwen3_5"})
+    x = tokens()
+    assert np.abs(mlx_logits(stock, x) - torch_logits(model, x)).max() <= 1e-4
+
+
+def test_qwen3_5_forged_gated_q_blocks_and_dense_fallback(tmp_path):
+    from runtime_mlx.models import FAMILIES as RUNTIME_FAMILIES
+
+    model, src = qwen35_checkpoint(tmp_path, forged=True)
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32", quantize=4, group_size=64)
+    weights = mx.load(str(out / "model.safetensors"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["sentinel_layout"] == json.loads((src / "config.json").read_text())["sentinel_layout"]
+    attn = "language_model.model.layers.3.self_attn"
+    assert weights[f"{attn}.q_proj.scales"].shape == (2 * 2 * 16, 1)  # 2 heads x (query + gate) rows
+    assert weights[f"{attn}.o_proj.weight"].shape == (64, 2 * 16)  # 32 inputs: kept dense
+    dense = {k for k, v in config["quantization"].items() if v is False}
+    assert dense == {f"{attn}.o_proj"} | {f"language_model.model.layers.{i}.mlp.down_proj" for i in range(4)}
+    if "qwen3_5_text" not in RUNTIME_FAMILIES:
+        pytest.skip("runtime_mlx has no qwen3_5 model yet: forged logit parity not checkable")
+    out32 = convert_to_mlx(src, tmp_path / "mlx32", dtype="float32")
+    x = tokens()
+    assert np.abs(mlx_logits(runtime_model(out32), x) - torch_logits(model, x)).max() <= 1e-4
