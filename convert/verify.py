@@ -32,10 +32,7 @@ MIN_TOP1 = {8: 0.85, 4: 0.25}
 
 def verify_conversion(src, out, prompts=None) -> dict[str, Any]:
     """Logit agreement of ``out`` (MLX) with ``src`` (torch fp32); ``ok`` says whether it is in tolerance."""
-    try:
-        import torch
-    except ImportError:
-        raise SentinelError("--verify needs torch to run the source checkpoint; install torch or drop --verify") from None
+    torch = require_torch()
     import mlx.core as mx
 
     from forge_cuda.checkpoint import load_model as load_torch
@@ -64,6 +61,15 @@ def verify_conversion(src, out, prompts=None) -> dict[str, Any]:
         result["max_diff_allowed"] = MAX_DIFF[dtype]
         result["ok"] = worst <= MAX_DIFF[dtype]
     return result
+
+
+def require_torch():
+    """torch, or a one-line error: the source checkpoint can only run in torch."""
+    try:
+        import torch
+    except ImportError:
+        raise SentinelError("--verify needs torch to run the source checkpoint; install torch or drop --verify") from None
+    return torch
 
 
 def _stored_dtype(out: Path) -> str:

@@ -136,3 +136,19 @@ def test_bad_options(tmp_path, checkpoint):
     with pytest.raises(SentinelError, match="unsupported dtype 'int8'"):
         convert_to_mlx(checkpoint, out, dtype="int8")
     assert_clean(out)
+
+
+def test_verify_without_torch_fails_before_converting(tmp_path, checkpoint):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from sentinel.cli import main\n"
+            f"main(['convert', {str(checkpoint)!r}, '--out', {str(out)!r}, '--verify'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == ("error: --verify needs torch to run the source checkpoint; "
+                                                    "install torch or drop --verify")
+    assert_clean(out)

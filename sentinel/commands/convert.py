@@ -25,9 +25,17 @@ import click
 def convert(checkpoint: str, target: str, out: str | None, dtype: str, quantize: str | None,
             group_size: str, force: bool, verify: bool) -> None:
     """Convert CHECKPOINT (folder or embedded model name) into an MLX folder, tensor by tensor."""
-    from convert import convert_to_mlx, verify_conversion
+    from sentinel.errors import SentinelError
     from sentinel.models import resolve_model
 
+    try:
+        from convert import convert_to_mlx, verify_conversion
+    except ImportError as e:
+        raise SentinelError(f"sentinel convert needs MLX ({e}); install it with `pip install mlx mlx-lm`") from None
+    if verify:
+        from convert.verify import require_torch
+
+        require_torch()  # fail before converting, not after
     src = resolve_model(checkpoint)
     path = convert_to_mlx(src, out, dtype=dtype, quantize=int(quantize) if quantize else None,
                           group_size=int(group_size), force=force, progress=True)
