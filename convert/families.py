@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from sentinel.errors import SentinelError
-from sentinel.layout import HeadLayout
+from sentinel.layout import HeadLayout, text_config
 
 Shape = tuple[int, ...]
 
@@ -221,11 +221,6 @@ class Qwen35:
 
     def mlx_config(self, config: dict[str, Any]) -> dict[str, Any]:
         return config
-
-
-def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    inner = config.get("text_config")
-    return inner if isinstance(inner, Mapping) else config
 
 
 def layer_types(cfg: Mapping[str, Any]) -> list[str]:

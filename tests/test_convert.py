@@ -134,7 +134,9 @@ def test_quantized_equals_mx_quantize_with_dense_fallback(bits, tmp_path):
 
 def test_shards_index_and_reading_without_torch(tmp_path):
     """Convert in a subprocess where importing torch fails; small shards force an index with several files."""
-    _, src = make_checkpoint(tmp_path, "qwen3", True)
+    model, _ = make_checkpoint(tmp_path, "qwen3", True)
+    src = save_model(model, tmp_path / "sharded-source", max_shard_size="100KB")
+    assert len(list(src.glob("*.safetensors"))) > 1 and (src / "model.safetensors.index.json").is_file()
     out = tmp_path / "mlx"
     code = ("import sys; sys.modules['torch'] = None\n"
             "from convert import convert_to_mlx\n"
@@ -150,9 +152,8 @@ def test_shards_index_and_reading_without_torch(tmp_path):
     from mlx_lm.utils import load_model  # stock loader still reads every shard
     from runtime_mlx.models import get_model_classes
 
-    model, _ = load_model(out, get_model_classes=get_model_classes)
-    ref, _ = make_checkpoint(tmp_path / "again", "qwen3", True)
-    assert np.abs(mlx_logits(model, tokens()) - torch_logits(ref, tokens())).max() <= 1e-4
+    converted, _ = load_model(out, get_model_classes=get_model_classes)
+    assert np.abs(mlx_logits(converted, tokens()) - torch_logits(model, tokens())).max() <= 1e-4
 
 
 def test_default_output_and_side_files(tmp_path):
