@@ -257,3 +257,30 @@ def test_qwen3_5_forged_gated_q_blocks_and_dense_fallback(tmp_path):
     out32 = convert_to_mlx(src, tmp_path / "mlx32", dtype="float32")
     x = tokens()
     assert np.abs(mlx_logits(runtime_model(out32), x) - torch_logits(model, x)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("quantize", [None, 4])
+def test_same_tensors_as_stock_mlx_lm_convert(quantize, tmp_path):
+    """Stock mlx_lm.convert on the same plain checkpoint writes the same tensors, index and quantization."""
+    from mlx_lm.convert import convert
+
+    from tiny_tokenizer import tiny_tokenizer
+
+    _, src = make_checkpoint(tmp_path, "llama", False)
+    tiny_tokenizer().save_pretrained(src)  # stock convert insists on a tokenizer
+    stock = tmp_path / "stock"
+    convert(str(src), str(stock), dtype="float16", quantize=quantize is not None, q_bits=quantize, q_group_size=64)
+    ours = convert_to_mlx(src, tmp_path / "ours", dtype="float16", quantize=quantize, group_size=64)
+    a, b = mx.load(str(ours / "model.safetensors")), mx.load(str(stock / "model.safetensors"))
+    assert sorted(a) == sorted(b)
+    assert all(a[k].dtype == b[k].dtype and mx.array_equal(a[k], b[k]).item() for k in a)
+    index = [json.loads((p / "model.safetensors.index.json").read_text()) for p in (ours, stock)]
+    assert index[0] == index[1]
+    config = [json.loads((p / "config.json").read_text()) for p in (ours, stock)]
+    if quantize:  # ours also names the matrices kept dense (down_proj: 96 inputs); stock leaves that implicit
+        explicit = {k: v for k, v in config[0]["quantization"].items() if v is not False}
+        assert explicit == config[1]["quantization"] == {"group_size": 64, "bits": 4, "mode": "affine"}
+        assert sorted(k for k, v in config[0]["quantization"].items() if v is False) == [
+            f"model.layers.{i}.mlp.down_proj" for i in range(3)]
+    differ = {k for k in config[0].keys() | config[1].keys() if config[0].get(k) != config[1].get(k)}
+    assert differ == ({"rope_theta", "quantization", "quantization_config"} if quantize else {"rope_theta"})
