@@ -1,0 +1,91 @@
+"""``sentinel verify|plan|card``: measure a model here, predict it elsewhere, write its card."""
+
+from __future__ import annotations
+
+import click
+
+from sentinel.errors import SentinelError
+
+
+def _ints(value: str | None, name: str) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        out = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise SentinelError(f"{name} takes comma-separated integers, got {value!r}") from None
+    if not out or any(v <= 0 for v in out):
+        raise SentinelError(f"{name} takes positive integers, got {value!r}")
+    return out
+
+
+@click.command("verify")
+@click.argument("model")
+@click.option("--target", "targets", default=None,
+              help="Comma-separated targets [default: macbook-air-8gb,macbook-pro-16gb,macbook-pro-32gb].")
+@click.option("--contexts", default=None, help="Prompt lengths to measure [default: 512,2048,8192 on Metal; "
+                                               "64,256 on CPU].")
+@click.option("--decode-tokens", type=int, default=None, help="Tokens decoded per run [default: 128 Metal, 16 CPU].")
+@click.option("--repeats", type=int, default=None, help="Runs per context after the warm-up [default: 3 Metal, 2 CPU].")
+@click.option("--out", type=click.Path(), default=None, help="Folder for verify.json/.md [default: the model folder].")
+def verify(model, targets, contexts, decode_tokens, repeats, out):
+    """Measure MODEL (a converted MLX folder) on this machine; verified only where this machine is the target."""
+    from runtime_mlx.verify import verify as run_verify
+
+    report, path = run_verify(model, targets, _ints(contexts, "--contexts"), decode_tokens, repeats, out,
+                              progress=True)
+    for t in report["targets"]:
+        worst = t["fits"][-1]
+        click.echo(f"{t['target']['name']}: {t['status']}, context {worst['context']}: "
+                   f"{'fits' if worst['fits'] else 'does not fit'} "
+                   f"({worst['peak_bytes'] / 2**20:,.0f} of {worst['working_set_bytes'] / 2**20:,.0f} MiB)")
+    click.echo(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+@click.command("plan")
+@click.argument("model")
+@click.option("--target", "targets", default=None, help="Comma-separated targets (see `sentinel verify`).")
+@click.option("--context", "contexts", default="2048", show_default=True, help="Comma-separated context lengths.")
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default=None,
+              help="Plan the model as `sentinel convert --dtype` would write it [default: as stored].")
+@click.option("--quantize", type=click.Choice(["4", "8"]), default=None, help="... and quantized to these bits.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full plan as JSON.")
+def plan(model, targets, contexts, dtype, quantize, as_json):
+    """Predict peak memory and decode speed of MODEL (folder or config.json; no weights read) on targets."""
+    import json
+
+    from runtime_mlx.planner import plan as make_plan
+    from runtime_mlx.targets import get_targets
+
+    result = make_plan(model, get_targets(targets), _ints(contexts, "--context"), dtype,
+                       int(quantize) if quantize else None)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    f = result["facts"]
+    click.echo(f"{f['name']}: weights {f['weight_bytes'] / 2**20:,.1f} MiB ({f['source']}), "
+               f"KV {f['kv_bytes_per_token']:,} bytes/token (estimated)")
+    for t in result["targets"]:
+        for r in t["fits"]:
+            c = r["components"]
+            click.echo(f"{t['target']['name']} @ {r['context']}: peak {r['predicted_peak_bytes'] / 2**20:,.1f} MiB "
+                       f"(weights {c['weights'] / 2**20:,.1f} + KV {c['kv_cache'] / 2**20:,.1f} + activations "
+                       f"{c['activations'] / 2**20:,.1f} + overhead {c['overhead'] / 2**20:,.1f}) of "
+                       f"{r['working_set_bytes'] / 2**20:,.0f} MiB usable: "
+                       f"{'fits' if r['fits'] else 'does not fit'}, margin {r['margin_bytes'] / 2**20:,.0f} MiB; "
+                       f"decode <= {r['decode_tps_upper_bound']:,.0f} tok/s (estimated)")
+
+
+@click.command("card")
+@click.argument("model")
+@click.option("--report", "report", type=click.Path(), default=None,
+              help="Forge report.json [default: one found beside the model].")
+def card(model, report):
+    """Write MODEL's README.md from the files present: config, forge report, verify.json files."""
+    from runtime_mlx.card import write_card
+
+    path = write_card(model, report)
+    click.echo(f"wrote {path}")
+
+
+COMMANDS = [verify, plan, card]
