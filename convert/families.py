@@ -220,6 +220,7 @@ class Qwen35:
         return name.endswith(".weight") and "norm" not in name and "conv1d" not in name
 
     def mlx_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        config.pop("vision_config", None)  # the vision tower is not converted (stock drops it too)
         return config
 
 

@@ -284,3 +284,24 @@ def test_same_tensors_as_stock_mlx_lm_convert(quantize, tmp_path):
             f"model.layers.{i}.mlp.down_proj" for i in range(3)]
     differ = {k for k in config[0].keys() | config[1].keys() if config[0].get(k) != config[1].get(k)}
     assert differ == ({"rope_theta", "quantization", "quantization_config"} if quantize else {"rope_theta"})
+
+
+def test_qwen3_5_multimodal_wrapper_names(tmp_path):
+    """A Qwen3_5ForConditionalGeneration folder: model.language_model.* kept, vision tower and MTP dropped."""
+    from mlx_lm.utils import load_model
+
+    model, src = qwen35_checkpoint(tmp_path, forged=False)
+    weights = {k.replace("model.", "model.language_model.", 1): v
+               for k, v in mx.load(str(src / "model.safetensors")).items()}
+    weights.update({"model.visual.patch_embed.weight": mx.zeros((4, 4)), "mtp.fc.weight": mx.zeros((4, 4))})
+    mx.save_safetensors(str(src / "model.safetensors"), weights)
+    text = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({"model_type": "qwen3_5", "text_config": text,
+                                                 "vision_config": {"depth": 1}, "tie_word_embeddings": False}))
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32")
+    names = mx.load(str(out / "model.safetensors"))
+    assert not any("visual" in k or "mtp" in k for k in names)
+    assert "vision_config" not in json.loads((out / "config.json").read_text())
+    stock, _ = load_model(out)
+    x = tokens()
+    assert np.abs(mlx_logits(stock, x) - torch_logits(model, x)).max() <= 1e-4
