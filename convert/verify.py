@@ -73,13 +73,16 @@ def require_torch():
 
 
 def _stored_dtype(out: Path) -> str:
-    """The float dtype the folder was written in, read from its norm weights' headers."""
+    """The float dtype the folder was written in (quantization scales carry it too)."""
     import mlx.core as mx
 
+    names = {mx.float32: "float32", mx.float16: "float16", mx.bfloat16: "bfloat16"}
     index = read_json(out / "model.safetensors.index.json")
-    name = next(k for k in index["weight_map"] if k.endswith("norm.weight"))
-    tensor = mx.load(str(out / index["weight_map"][name]))[name]
-    return {mx.float32: "float32", mx.float16: "float16", mx.bfloat16: "bfloat16"}[tensor.dtype]
+    for file in sorted(set(index["weight_map"].values())):
+        for name, tensor in mx.load(str(out / file)).items():  # lazy: only headers are read
+            if tensor.dtype in names and not name.endswith("A_log"):
+                return names[tensor.dtype]
+    raise SentinelError(f"{out} holds no floating-point tensors")
 
 
 def _prompt_ids(src: Path, config: dict, prompts) -> list[list[int]]:

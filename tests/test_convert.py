@@ -208,6 +208,8 @@ def test_gpt2_conv1d_transposed_and_renamed(forged, tie, tmp_path):
     x = tokens()
     want = torch_logits(model, x)
     assert np.abs(mlx_logits(runtime_model(out), x) - want).max() <= 1e-4
+    if forged:
+        assert verify_conversion(src, out)["ok"]
     if tie:  # quantized (the runtime's gpt2 sanitize mis-prefixes an untied lm_head's scales; see report)
         q8 = convert_to_mlx(src, tmp_path / "q8", dtype="float32", quantize=8, group_size=32)
         assert "model.wpe.scales" in mx.load(str(q8 / "model.safetensors"))
