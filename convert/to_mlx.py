@@ -62,6 +62,8 @@ def convert_to_mlx(src, out=None, dtype: str = "float16", quantize: int | None =
     tensors = open_tensors(src)
     plan = _plan(family, config, layout, tensors, DTYPES[dtype], quantize, group_size)
     out = Path(out) if out is not None else default_output(src, dtype, quantize)
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise SentinelError(f"output {out} would overwrite the input checkpoint; choose another --out")
     mlx_config = _mlx_config(family, config, quantize, group_size, plan.unquantized)
 
     try:

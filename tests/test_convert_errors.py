@@ -152,3 +152,26 @@ def test_verify_without_torch_fails_before_converting(tmp_path, checkpoint):
     assert proc.stderr.strip().splitlines()[-1] == ("error: --verify needs torch to run the source checkpoint; "
                                                     "install torch or drop --verify")
     assert_clean(out)
+
+
+def test_output_onto_input_refused(checkpoint):
+    before = sorted(p.name for p in checkpoint.iterdir())
+    assert_one_line_error(run_cli(str(checkpoint), "--out", str(checkpoint), "--force"),
+                          "would overwrite the input checkpoint")
+    assert sorted(p.name for p in checkpoint.iterdir()) == before
+
+
+@pytest.mark.parametrize("edit,message", [("drop", "checkpoint lacks tensor model.layers.2.mlp.up_proj.weight"),
+                                          ("extra", "unexpected tensor model.layers.0.extra.weight")])
+def test_missing_or_unexpected_tensor(tmp_path, checkpoint, edit, message):
+    import mlx.core as mx
+
+    out = tmp_path / "out"
+    weights = mx.load(str(checkpoint / "model.safetensors"))
+    if edit == "drop":
+        del weights["model.layers.2.mlp.up_proj.weight"]
+    else:
+        weights["model.layers.0.extra.weight"] = mx.zeros((2,))
+    mx.save_safetensors(str(checkpoint / "model.safetensors"), weights)
+    assert_one_line_error(run_cli(str(checkpoint), "--out", str(out)), message)
+    assert_clean(out)
