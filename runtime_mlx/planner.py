@@ -105,7 +105,7 @@ def safetensors_headers(folder: Path) -> dict[str, tuple[str, list[int]]]:
     return tensors
 
 
-def _config_tensors(config: Mapping[str, Any], dtype: str) -> dict[str, tuple[str, list[int]]]:
+def config_tensors(config: Mapping[str, Any], dtype: str) -> dict[str, tuple[str, list[int]]]:
     """The tensors a model of this config holds (names in HF style), for when there are no weights yet."""
     cfg = text_config(config)
     layout = read_layout(config)
@@ -186,7 +186,7 @@ def model_facts(model: str | Path, dtype: Optional[str] = None, quantize: Option
                 raise SentinelError(f"{folder} is already quantized: plan it as stored (no --dtype/--quantize)")
             source = "safetensors headers (shapes) at the requested format"
         else:
-            shapes = _config_tensors(config, act)
+            shapes = config_tensors(config, act)
             source = "config.json"
         bits = quantize if quantize is not None else (qcfg.get("bits") if not headers else None)
         gs = group_size if quantize is not None else int(qcfg.get("group_size", group_size))
