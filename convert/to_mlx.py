@@ -24,7 +24,7 @@ from convert.model_card import write_model_card
 from convert.tensors import ShardWriter, TensorSpec, materialize, open_tensors, plan_shards, shard_names
 from sentinel.atomic import atomic_dir, read_json, write_json
 from sentinel.errors import LayoutError, SentinelError
-from sentinel.layout import read_layout
+from sentinel.layout import is_pruned, read_layout
 from sentinel.paths import mlx_dir
 
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
@@ -77,6 +77,7 @@ def convert_to_mlx(src, out=None, dtype: str = "float16", quantize: int | None =
             write_model_card(tmp / "README.md", src=src, config=mlx_config, layout=layout, params=plan.params,
                              nbytes=total, dtype=dtype, quantize=quantize, group_size=group_size,
                              unquantized=plan.unquantized)
+            _open_for_stock_tools(tmp, mlx_config, layout)
     except OSError as e:  # config, side files, rename: the shards report their own file
         reason = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "cannot write"
         raise SentinelError(f"{reason} while writing {out} ({e.strerror or e})") from None
@@ -204,3 +205,12 @@ def _mlx_config(family, config: dict[str, Any], quantize, group_size, unquantize
         out["quantization"] = record
         out["quantization_config"] = copy.deepcopy(record)
     return out
+
+
+def _open_for_stock_tools(folder: Path, config: dict, layout) -> None:
+    """Forged folders get runtime_mlx's ``model_file`` shim, so stock mlx-lm tools open them too."""
+    from runtime_mlx.models import FAMILIES
+    from runtime_mlx.stock import install_model_file
+
+    if is_pruned(layout) and config.get("model_type") in FAMILIES:
+        install_model_file(folder)
