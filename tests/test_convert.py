@@ -152,7 +152,7 @@ def test_shards_index_and_reading_without_torch(tmp_path):
     from mlx_lm.utils import load_model  # stock loader still reads every shard
     from runtime_mlx.models import get_model_classes
 
-    converted, _ = load_model(out, get_model_classes=get_model_classes)
+    converted, _ = load_model(out, get_model_classes=get_model_classes, model_config={"model_file": None})
     assert np.abs(mlx_logits(converted, tokens()) - torch_logits(model, tokens())).max() <= 1e-4
 
 
