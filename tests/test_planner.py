@@ -130,7 +130,8 @@ def test_plan_cli_and_one_line_errors(config_file, tmp_path):
     assert result["targets"][0]["fits"][0]["fits"] is True
     for args, msg in [(("plan", str(tmp_path / "nope")), "not found"),
                       (("plan", str(config_file), "--target", "pdp-11"), "unknown target 'pdp-11'"),
-                      (("plan", str(config_file), "--context", "a,b"), "comma-separated integers")]:
+                      (("plan", str(config_file), "--context", "a,b"), "comma-separated integers"),
+                      (("plan", "smollm2-135m"), "neither pulled nor converted here")]:
         bad = _cli(*args, env_home=tmp_path)
         assert bad.returncode == 1
         assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error: ") and msg in bad.stderr
