@@ -307,3 +307,18 @@ def test_qwen3_5_multimodal_wrapper_names(tmp_path):
     stock, _ = load_model(out)
     x = tokens()
     assert np.abs(mlx_logits(stock, x) - torch_logits(model, x)).max() <= 1e-4
+
+
+def test_quantized_gpt2_with_untied_head_loads_in_the_runtime(tmp_path):
+    """The untied lm_head's quantization scales/biases must survive the runtime's sanitize."""
+    import mlx.core as mx
+
+    from runtime_mlx import load_model as runtime_load
+
+    model = tiny_model("gpt2")
+    assert not model.config.tie_word_embeddings
+    model.save_pretrained(tmp_path / "src")
+    out = convert_to_mlx(tmp_path / "src", tmp_path / "q8", quantize=8, group_size=32)
+    logits = np.array(runtime_load(out)(mx.array(tokens().numpy())).astype(mx.float32))
+    reference = torch_logits(model, tokens())
+    assert np.isfinite(logits).all() and (logits.argmax(-1) == reference.argmax(-1)).mean() > 0.9

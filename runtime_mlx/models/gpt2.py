@@ -139,7 +139,7 @@ class Model(nn.Module):
         for name, w in weights.items():
             if name.endswith((".attn.bias", ".attn.masked_bias")):
                 continue  # HF's causal-mask buffers
-            if name == "lm_head.weight":
+            if name.startswith("lm_head."):  # weight, and scales/biases when quantized
                 if not self.args.tie_word_embeddings:
                     out[name] = w
                 continue
