@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-. .venv/bin/activate
+. scripts/env.sh
 OUT=${DEMO_OUT:-demo-out}
 mkdir -p "$OUT"
 step() { printf '\n== %s\n' "$*"; }

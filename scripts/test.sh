@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-. .venv/bin/activate
+. scripts/env.sh
 exec python -m pytest -q -p no:cacheprovider "$@"
