@@ -7,6 +7,8 @@ peak = weights + KV cache at the context + prefill activations + runtime overhea
   from the ``sentinel_layout`` block) at the stored or requested dtype/bits.
 - KV cache: mlx-lm's ``KVCache`` grows in steps of 256 tokens; every layer keeps
   its own KV head count, so bytes/token = sum over layers of 2 * kv_heads * head_dim * dtype.
+  The peak is taken at the worst moment: a prefill chunk (the cache so far plus
+  its activations) or the last decode step (the whole cache).
 - activations: the largest live set while mlx-lm prefills one chunk of
   ``prefill_step`` tokens: the residual stream, then either attention or the MLP
   (gate, up, product). On the CPU backend MLX's attention materialises the
@@ -239,30 +241,30 @@ def prefill_chunks(prompt: int, prefill_step: int = PREFILL_STEP) -> list[tuple[
     return chunks
 
 
-def activation_bytes(facts: ModelFacts, prompt: int, backend: str = "metal",
-                     prefill_step: int = PREFILL_STEP) -> int:
-    """The largest live set of one layer over the prefill chunks of a ``prompt``-token prompt."""
+def step_activation_bytes(facts: ModelFacts, n: int, context: int, backend: str = "metal") -> int:
+    """The largest live set inside one layer while ``n`` new tokens attend to ``context`` tokens."""
     if backend not in ("cpu", "metal"):
         raise SentinelError(f"backend {backend!r} must be cpu or metal")
-    a, worst = facts.act_bytes, 0
-    materialised = backend == "cpu" or facts.head_dim not in FUSED_HEAD_DIMS
-    for n, context in prefill_chunks(prompt, prefill_step):
-        residual = 2 * n * facts.hidden_size * a
-        attention = n * (2 * facts.max_q_heads + 4 * facts.max_kv_heads) * facts.head_dim * a
-        if materialised:
-            attention += facts.max_q_heads * n * context * a + n * context * MASK_BYTES
-        mlp = 3 * n * facts.intermediate_size * a
-        worst = max(worst, residual + max(attention, mlp))
-    return worst
+    a = facts.act_bytes
+    residual = 2 * n * facts.hidden_size * a
+    attention = n * (2 * facts.max_q_heads + 4 * facts.max_kv_heads) * facts.head_dim * a
+    if backend == "cpu" or facts.head_dim not in FUSED_HEAD_DIMS:
+        attention += facts.max_q_heads * n * context * a + n * context * MASK_BYTES
+    mlp = 3 * n * facts.intermediate_size * a
+    return residual + max(attention, mlp)
 
 
 def predict_peak(facts: ModelFacts, context: int, backend: str = "metal", prompt: Optional[int] = None,
                  prefill_step: int = PREFILL_STEP) -> dict[str, int]:
-    """Peak memory with ``context`` tokens in the cache, by component. The prompt (prefilled in
-    chunks) defaults to the whole context, the worst case; verify passes its real prompt length."""
-    prompt = context if prompt is None else prompt
-    parts = {"weights": facts.weight_bytes, "kv_cache": kv_cache_bytes(facts, context),
-             "activations": activation_bytes(facts, prompt, backend, prefill_step),
+    """Peak memory with ``context`` tokens in the cache at the end, by component, at the worst moment:
+    a prefill chunk (its activations + the cache so far) or the last decode step (the full cache).
+    The prompt defaults to the whole context, the worst case; verify passes its real prompt length."""
+    prompt = context if prompt is None else min(prompt, context)
+    phases = [(kv_cache_bytes(facts, end), step_activation_bytes(facts, n, end, backend))
+              for n, end in prefill_chunks(prompt, prefill_step)]
+    phases.append((kv_cache_bytes(facts, context), step_activation_bytes(facts, 1, context, backend)))
+    kv, act = max(phases, key=sum)
+    parts = {"weights": facts.weight_bytes, "kv_cache": kv, "activations": act,
              "overhead": 2 * facts.vocab_size * 4}
     parts["total"] = sum(parts.values())
     return parts

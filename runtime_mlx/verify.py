@@ -30,7 +30,7 @@ from sentinel.errors import SentinelError
 SCHEMA = 1
 # Apple GPUs take real contexts in seconds; MLX's CPU backend needs ~0.2 s per token for a 135M model.
 DEFAULTS = {"metal": {"contexts": (512, 2048, 8192), "decode_tokens": 128, "repeats": 3},
-            "cpu": {"contexts": (64, 256), "decode_tokens": 16, "repeats": 2}}
+            "cpu": {"contexts": (64, 256), "decode_tokens": 8, "repeats": 2}}
 
 
 def backend() -> str:

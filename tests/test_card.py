@@ -95,3 +95,18 @@ def test_card_cli_errors(forged_mlx, tmp_path):
                            env=env, timeout=120)
         assert p.returncode == 1 and p.stderr.startswith("error: ") and p.stderr.strip().count("\n") == 0
         assert msg in p.stderr
+
+
+def test_card_and_verify_modules_need_no_torch(forged_mlx):
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('torch', 'transformers', 'peft'):\n"
+            "            raise ImportError('blocked ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import runtime_mlx.verify, runtime_mlx.planner\n"
+            "from runtime_mlx.card import write_card\n"
+            f"print(write_card({str(forged_mlx)!r}))\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-1500:]
+    assert p.stdout.strip().endswith("README.md")

@@ -49,6 +49,15 @@ def test_hand_derived_plan_from_config_alone(config_file):
     assert peak["activations"] == residual + attention
     assert peak["overhead"] == 2 * 100 * 4
     assert peak["total"] == 2 * params + 512 * 384 + residual + attention + 800
+    # 256-token prompt + 8 decoded: the peak is prefilling 255 tokens into a 256-slot cache, not the
+    # final 512-slot cache with one token's activations
+    n = 255
+    chunk = 2 * n * 64 * 2 + n * (2 * 8 + 4 * 4) * 16 * 2 + 8 * n * n * 2 + n * n * 4
+    decode = 2 * 64 * 2 + (2 * 8 + 4 * 4) * 16 * 2 + 8 * 264 * 2 + 264 * 4
+    assert 256 * 384 + chunk > 512 * 384 + decode
+    split = planner.predict_peak(facts, 264, "cpu", prompt=256)
+    assert (split["kv_cache"], split["activations"]) == (256 * 384, chunk)
+    assert planner.predict_peak(facts, 264, "cpu", prompt=1)["kv_cache"] == 512 * 384  # decode-dominated
     # head_dim 16 has no fused Metal kernel: Metal plans the same activations
     assert planner.predict_peak(facts, 300, "metal")["activations"] == peak["activations"]
 

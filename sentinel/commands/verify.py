@@ -25,7 +25,7 @@ def _ints(value: str | None, name: str) -> list[int] | None:
               help="Comma-separated targets [default: macbook-air-8gb,macbook-pro-16gb,macbook-pro-32gb].")
 @click.option("--contexts", default=None, help="Prompt lengths to measure [default: 512,2048,8192 on Metal; "
                                                "64,256 on CPU].")
-@click.option("--decode-tokens", type=int, default=None, help="Tokens decoded per run [default: 128 Metal, 16 CPU].")
+@click.option("--decode-tokens", type=int, default=None, help="Tokens decoded per run [default: 128 Metal, 8 CPU].")
 @click.option("--repeats", type=int, default=None, help="Runs per context after the warm-up [default: 3 Metal, 2 CPU].")
 @click.option("--out", type=click.Path(), default=None, help="Folder for verify.json/.md [default: the model folder].")
 def verify(model, targets, contexts, decode_tokens, repeats, out):
