@@ -157,7 +157,8 @@ def device_facts() -> dict[str, Any]:
 
 
 def is_device(target: Target, facts: Mapping[str, Any]) -> bool:
-    """True only when the measured machine is that target: Apple Silicon with the same RAM (to 0.5 GiB)."""
-    if not facts.get("apple_silicon"):
+    """True only when the measured machine is that target: Apple Silicon with the same RAM (to 0.5 GiB),
+    measured on its GPU (MLX's Metal backend; a CPU-backend run there is not what users will get)."""
+    if not facts.get("apple_silicon") or facts.get("backend") != "metal":
         return False
     return abs(float(facts.get("ram_bytes", 0)) - target.ram_bytes) < GIB / 2

@@ -66,7 +66,8 @@ def test_verified_requires_the_matching_device(tiny_mlx):
 
     for facts_here in (_facts(False, 16, "Linux", "x86_64"),  # this CI machine's kind
                        _facts(False, 16, "Darwin", "x86_64"),  # an Intel Mac with 16 GB
-                       _facts(True, 18)):  # Apple Silicon, but 18 GB
+                       _facts(True, 18),  # Apple Silicon, but 18 GB
+                       {**_facts(True, 16), "backend": "cpu"}):  # the right Mac, but MLX on its CPU
         report = build_report(facts, _measured(), facts_here, targets, settings)
         assert {t["status"] for t in report["targets"]} == {"estimated"}
         est = report["targets"][0]["fits"][1]
