@@ -242,8 +242,6 @@ def test_qwen3_5_plain_matches_torch_through_stock_mlx_lm(tmp_path):
 
 
 def test_qwen3_5_forged_gated_q_blocks_and_dense_fallback(tmp_path):
-    from runtime_mlx.models import FAMILIES as RUNTIME_FAMILIES
-
     model, src = qwen35_checkpoint(tmp_path, forged=True)
     out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32", quantize=4, group_size=64)
     weights = mx.load(str(out / "model.safetensors"))
@@ -254,8 +252,6 @@ def test_qwen3_5_forged_gated_q_blocks_and_dense_fallback(tmp_path):
     assert weights[f"{attn}.o_proj.weight"].shape == (64, 2 * 16)  # 32 inputs: kept dense
     dense = {k for k, v in config["quantization"].items() if v is False}
     assert dense == {f"{attn}.o_proj"} | {f"language_model.model.layers.{i}.mlp.down_proj" for i in range(4)}
-    if "qwen3_5_text" not in RUNTIME_FAMILIES:
-        pytest.skip("runtime_mlx has no qwen3_5 model yet: forged logit parity not checkable")
     out32 = convert_to_mlx(src, tmp_path / "mlx32", dtype="float32")
     x = tokens()
     assert np.abs(mlx_logits(runtime_model(out32), x) - torch_logits(model, x)).max() <= 1e-4
@@ -322,3 +318,17 @@ def test_quantized_gpt2_with_untied_head_loads_in_the_runtime(tmp_path):
     logits = np.array(runtime_load(out)(mx.array(tokens().numpy())).astype(mx.float32))
     reference = torch_logits(model, tokens())
     assert np.isfinite(logits).all() and (logits.argmax(-1) == reference.argmax(-1)).mean() > 0.9
+
+
+def test_qwen3_5_forged_generates_with_mlx_lm_hybrid_caches(tmp_path):
+    """KV caches (full attention, pruned) and DeltaNet state caches: cached decode == full recompute."""
+    from mlx_lm.generate import generate_step
+
+    _, src = qwen35_checkpoint(tmp_path, forged=True)
+    model = runtime_model(convert_to_mlx(src, tmp_path / "mlx", dtype="float32"))
+    prompt = [1, 2, 3, 4]
+    cached = [int(t) for (t, _), _ in zip(generate_step(mx.array(prompt), model, max_tokens=8), range(8))]
+    seq = list(prompt)
+    for _ in range(8):
+        seq.append(int(model(mx.array([seq]))[0, -1].argmax()))
+    assert cached == seq[len(prompt):]

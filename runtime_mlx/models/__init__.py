@@ -7,7 +7,8 @@ import importlib
 from sentinel.errors import SentinelError
 
 # model_type -> module under runtime_mlx.models (mistral shares llama's, as in mlx-lm).
-FAMILIES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gpt2": "gpt2"}
+FAMILIES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gpt2": "gpt2",
+            "qwen3_5": "qwen3_5", "qwen3_5_text": "qwen3_5"}
 
 
 def get_model_classes(config: dict):
