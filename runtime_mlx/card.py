@@ -132,5 +132,8 @@ def write_card(model: str | Path, report: Optional[str | Path] = None) -> Path:
     folder = resolve_mlx_folder(model)
     text = card_text(folder, find_report(folder, report))
     path = folder / "README.md"
-    write_text(path, text)
+    try:
+        write_text(path, text)
+    except OSError as e:
+        raise SentinelError(f"cannot write {path} ({e.strerror or e})") from None
     return path

@@ -232,7 +232,11 @@ def verify(model: str | Path, targets: Optional[str | list[str]] = None, context
     report = build_report(mfacts, measured, facts, chosen, settings)
     report["model_path"] = str(folder)
     out = Path(out) if out is not None else folder
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "verify.json", report)
-    write_text(out / "verify.md", render_markdown(report))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "verify.json", report)
+        write_text(out / "verify.md", render_markdown(report))
+    except OSError as e:
+        raise SentinelError(f"cannot write the verification report into {out} ({e.strerror or e}); "
+                            "use --out") from None
     return report, out / "verify.json"
