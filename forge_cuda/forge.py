@@ -26,6 +26,7 @@ import torch
 from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_model
 from forge_cuda.data import build_splits
 from forge_cuda.defrag import model_layout
+from forge_cuda import distributed
 from forge_cuda.evaluate import perplexity
 from forge_cuda.prune import kv_bytes_per_token
 from forge_cuda.pruning_step import PruneSettings, prune_once
@@ -61,7 +62,7 @@ class ForgeConfig:
 
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device()
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise SentinelError(f"--device {requested}: no CUDA device is visible on this machine")
     return torch.device(requested)
@@ -90,21 +91,28 @@ class ForgeRun:
         self.work = self.out.with_name(self.out.name + ".partial")
         if self.out.exists() and not force:
             raise SentinelError(f"output {self.out} already exists (use --force to replace it)")
-        if self.work.exists() and not resume:
-            if not force:
-                raise SentinelError(f"{self.work} holds an interrupted run: add --resume to continue it "
-                                    "or --force to start over")
-            shutil.rmtree(self.work)
+        if self.work.exists() and not resume and not force:
+            raise SentinelError(f"{self.work} holds an interrupted run: add --resume to continue it "
+                                "or --force to start over")
         if resume and not (self.work / "state.json").exists():
             raise SentinelError(f"nothing to resume: {self.work}/state.json not found")
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.source = resolve_model(cfg.model)
         self.device = pick_device(cfg.device)
-        self.status = Status(self.work / "status.json", cfg.cycles)
+        distributed.state(cpu=self.device.type == "cpu")  # under a launcher: join the process group now
+        distributed.wait()  # every rank has checked the folders before the main process changes them
+        self.main = distributed.is_main()
+        if self.main:
+            if self.work.exists() and not resume:
+                shutil.rmtree(self.work)
+            self.work.mkdir(parents=True, exist_ok=True)
+        self.source = resolve_model(cfg.model)
+        self.status = Status(self.work / "status.json", cfg.cycles, enabled=self.main)
+        distributed.wait()
 
     # --- persistence -------------------------------------------------------------------------
     def _save_track(self, model, cycle: int, track: str) -> None:
-        save_model(model, self.work / f"cycle_{cycle}" / track, tokenizer=self.tokenizer, force=True)
+        if self.main:
+            save_model(model, self.work / f"cycle_{cycle}" / track, tokenizer=self.tokenizer, force=True)
+        distributed.wait()
 
     def _load_track(self, cycle: int, track: str):
         return load_model(self.work / f"cycle_{cycle}" / track, device=self.device)
@@ -112,6 +120,8 @@ class ForgeRun:
     def _checkpoint(self, state: dict, cycle: int) -> None:
         """Record a completed cycle; keep only its folders and the last accepted one."""
         state["completed_cycle"] = cycle
+        if not self.main:
+            return
         write_json(self.work / "state.json", state)
         keep = {f"cycle_{cycle}", f"cycle_{state['accepted_cycle']}"}
         for old in self.work.glob("cycle_*"):
@@ -209,6 +219,10 @@ class ForgeRun:
 
     def _finish(self, state: dict) -> dict:
         from forge_cuda.report import write_report
+
+        distributed.wait()
+        if not self.main:  # the main process writes the outputs; the others are done
+            return {}
 
         self.status.update(phase="save", message="writing report")
         final = self.work / "model"

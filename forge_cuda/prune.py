@@ -75,12 +75,16 @@ def _layer_rows(model: nn.Module, before: HeadLayout, after: HeadLayout) -> list
 
 
 def prune_model(model: nn.Module, batches: Iterable, options: PruneOptions,
-                progress: bool = True) -> tuple[dict, HeadScores]:
-    """Prune ``model`` in place; returns the report and the raw scores it was pruned by."""
+                progress: bool = True, scores: HeadScores | None = None) -> tuple[dict, HeadScores]:
+    """Prune ``model`` in place; returns the report and the raw scores it was pruned by.
+
+    Pass ``scores`` to prune by scores measured elsewhere (e.g. on the main process of a DDP run).
+    """
     dtype_bytes = next(model.parameters()).element_size()
     before, params_before, mem_before = model_layout(model), param_count(model), _cuda_allocated(model)
     t0 = time.perf_counter()
-    scores = score_heads(model, batches, options.criterion, seed=options.seed, progress=progress)
+    if scores is None:
+        scores = score_heads(model, batches, options.criterion, seed=options.seed, progress=progress)
     t1 = time.perf_counter()
     selection = select_heads(scores.normalized(options.normalize), options.level, mode=options.mode,
                              min_heads=options.min_heads, scope=options.scope)

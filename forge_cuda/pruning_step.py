@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from forge_cuda.defrag import model_layout
-from forge_cuda.importance import HeadScores
+from forge_cuda.distributed import from_main
+from forge_cuda.importance import HeadScores, score_heads
 from forge_cuda.mitosis import apply_mitosis, plan_mitosis
 from forge_cuda.prune import PruneOptions, prune_model
 
@@ -46,7 +47,9 @@ def prune_once(model: nn.Module, calibration: torch.Tensor, level: float, settin
         on_phase("importance")
     options = PruneOptions(criterion=settings.criterion, level=step, mode=settings.mode,
                            min_heads=settings.min_heads, seed=seed)
-    report, scores = prune_model(model, calibration.split(settings.batch_size), options, progress=progress)
+    scores = from_main(score_heads(model, calibration.split(settings.batch_size), settings.criterion,
+                                   seed=seed, progress=progress))  # every rank prunes the same heads
+    report, _ = prune_model(model, None, options, progress=progress, scores=scores)
     clones = 0
     if settings.mitosis_rounds > 0:
         if on_phase:

@@ -13,8 +13,8 @@ PHASES = ("starting", "baseline", "train", "control", "evaluate", "importance", 
 class Status:
     """Keeps the current phase/cycle/step and rewrites status.json on every update."""
 
-    def __init__(self, path: str | Path, cycles: int):
-        self.path = Path(path)
+    def __init__(self, path: str | Path, cycles: int, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled  # disabled on non-main processes of a DDP run
         self.state = {"phase": "starting", "cycle": 0, "cycles": cycles, "step": 0, "steps": 0,
                       "loss": None, "tokens_per_s": None, "eta_s": None, "started_at": time.time(),
                       "updated_at": time.time(), "message": ""}
@@ -30,4 +30,5 @@ class Status:
         self.write()
 
     def write(self) -> None:
-        write_json(self.path, self.state)
+        if self.enabled:
+            write_json(self.path, self.state)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import torch
+from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -89,11 +90,14 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
         model.enable_input_require_grads()
     peft_model = get_peft_model(base, lora_config(cfg))
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    # accelerate does autocast, the fp16 grad scaler and, under a launcher, DDP; we place devices ourselves.
+    accelerator = Accelerator(mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
+                              cpu=device.type == "cpu", device_placement=False)
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ddp_model, optimizer = accelerator.prepare(peft_model, optimizer)
     schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, max(cfg.steps, 1))
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    batches = _batches(windows, cfg.batch_size, cfg.seed)
+    shard = windows[accelerator.process_index::accelerator.num_processes]  # each rank its own windows
+    batches = _batches(shard, cfg.batch_size, cfg.seed)
     peft_model.train()
     losses, tokens, start = [], 0, time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
@@ -101,15 +105,13 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
         step_loss = 0.0
         for _ in range(cfg.grad_accum):
             batch = next(batches).to(device)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                loss = peft_model(input_ids=batch, labels=batch).loss / cfg.grad_accum
-            scaler.scale(loss).backward()
+            with accelerator.autocast():
+                loss = ddp_model(input_ids=batch, labels=batch).loss / cfg.grad_accum
+            accelerator.backward(loss)
             step_loss += loss.item()
             tokens += batch[:, 1:].numel()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
+        accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
         losses.append(step_loss)
@@ -119,6 +121,8 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
         bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{info['tokens_per_s']:.0f}")
         if on_step:
             on_step(info)
+    del ddp_model, optimizer
+    accelerator.free_memory()
     if tier == "nf4":
         from forge_cuda.nf4 import merge_lora_into
 

@@ -85,6 +85,8 @@ def forge_cmd(model, domain, out, prune_level, cycles, max_ppl_increase, criteri
         control=not no_control, tier=tier, device=device, seed=seed)
     out = out or Path("forged") / f"{Path(model).name}-{Path(domain).name}"
     report = ForgeRun(cfg, out, resume=resume, force=force).run()
+    if not report:  # a non-main process of a multi-GPU run: the main one reports
+        return
     for row in report["rows"]:
         click.echo(f"{row['row']:>18}: PPL {row['ppl']:.3f}  params {row['params']:,}  "
                    f"KV bytes/token {row['kv_bytes_per_token_fp16']:,}")
