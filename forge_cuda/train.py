@@ -54,6 +54,21 @@ def lora_config(cfg: TrainConfig):
                       lora_dropout=cfg.lora_dropout, target_modules=cfg.target_modules)
 
 
+def _enable_checkpointing(model: nn.Module) -> None:
+    """Non-reentrant checkpointing (required with DDP); transformers 5 renamed it activation checkpointing."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def _disable_checkpointing(model: nn.Module) -> None:
+    if hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def _batches(windows: torch.Tensor, batch_size: int, seed: int):
     """Endless epochs over the windows, reshuffled per epoch from the seed (reproducible)."""
     generator = torch.Generator().manual_seed(seed)
@@ -86,7 +101,7 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
         base = prepare_model_for_kbit_training(quantized_copy(model, device),
                                                use_gradient_checkpointing=cfg.gradient_checkpointing)
     elif cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _enable_checkpointing(model)
         model.enable_input_require_grads()
     peft_model = get_peft_model(base, lora_config(cfg))
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
@@ -132,7 +147,7 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
     else:
         merged = peft_model.merge_and_unload()
     if cfg.gradient_checkpointing:
-        merged.gradient_checkpointing_disable()
+        _disable_checkpointing(merged)
     merged.eval()
     for p in merged.parameters():
         p.requires_grad_(False)
