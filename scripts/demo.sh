@@ -23,7 +23,7 @@ step "3/6 convert the forged checkpoint to MLX (fp16)"
 sentinel convert "$OUT/forged/model" --to mlx --out "$OUT/forged-mlx" --force
 
 step "4/6 verify on this machine (measured here; MacBook targets are estimates unless run on one)"
-sentinel verify "$OUT/forged-mlx" --contexts 128,512 --decode-tokens 32
+sentinel verify "$OUT/forged-mlx"   # CPU defaults: contexts 64,256; Metal: 512,2048,8192
 
 step "5/6 model card"
 sentinel card "$OUT/forged-mlx" --report "$OUT/forged/report.json"
