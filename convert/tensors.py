@@ -22,6 +22,7 @@ import mlx.core as mx
 import numpy as np
 
 from sentinel.errors import SentinelError
+from sentinel.weights import weight_files  # noqa: F401  (re-exported for convert's callers)
 
 # safetensors dtype codes of the MLX dtypes a conversion can produce.
 DTYPE_CODES = {mx.float32: "F32", mx.float16: "F16", mx.bfloat16: "BF16", mx.uint32: "U32",
@@ -39,25 +40,6 @@ class TensorSpec:
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.size
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The safetensors shards of a checkpoint (via the index when there is one)."""
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError) as e:
-            raise SentinelError(f"{index} is not a valid safetensors index ({e})") from None
-        files = [folder / n for n in names]
-    else:
-        files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise SentinelError(f"{folder} has no safetensors weights")
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise SentinelError(f"{folder}: shard {missing[0]} listed in the index is missing")
-    return files
 
 
 def open_tensors(folder: Path) -> dict[str, mx.array]:

@@ -23,22 +23,7 @@ from forge_cuda.families import family_for
 from sentinel.atomic import atomic_dir
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import HeadLayout, read_layout
-
-
-def weight_files(path: Path) -> list[Path]:
-    """The safetensors shards of a checkpoint folder (via the index when there is one)."""
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [path / n for n in names]
-    else:
-        files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise SentinelError(f"{path} has no safetensors weights")
-    missing = [f.name for f in files if not f.exists()]
-    if missing:
-        raise SentinelError(f"{path}: shard {missing[0]} listed in the index is missing")
-    return files
+from sentinel.weights import weight_files
 
 
 def read_config(path: Path) -> dict:

@@ -15,6 +15,7 @@ from pathlib import Path
 from sentinel.atomic import atomic_dir
 from sentinel.errors import SentinelError
 from sentinel.paths import models_dir
+from sentinel.weights import header_param_count
 
 
 @dataclass(frozen=True)
@@ -126,19 +127,6 @@ def _folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _param_count(path: Path) -> int:
-    """Count parameters from safetensors headers alone (no weights read)."""
-    from math import prod
-
-    total = 0
-    for file in path.glob("*.safetensors"):
-        with file.open("rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n))
-        total += sum(prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    return total
-
-
 def list_models() -> list[dict]:
     """Local models in the cache with parameter count and size on disk."""
     rows = []
@@ -147,6 +135,6 @@ def list_models() -> list[dict]:
         if is_model_dir(path):
             cfg = json.loads((path / "config.json").read_text())
             rows.append({"name": path.name, "path": str(path), "model_type": cfg.get("model_type", "?"),
-                         "params": _param_count(path), "bytes": _folder_bytes(path),
+                         "params": header_param_count(path), "bytes": _folder_bytes(path),
                          "forged": "sentinel_layout" in cfg})
     return rows
