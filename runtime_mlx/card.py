@@ -95,6 +95,10 @@ def runs_on_section(reports: list[tuple[str, dict]]) -> list[str]:
     for name, rep in reports:
         d = rep["device"]
         where = f"{d.get('chip')} ({d.get('system')}, {d.get('backend')}), {rep.get('date', '')[:10]}"
+        last = rep["measured"]["contexts"][-1]
+        lines.append(f"| the measuring machine itself ({d['ram_bytes'] / 2**30:.0f} GiB RAM, MLX {d.get('backend')}) | "
+                     f"{rep['format']} | measured | {where} | {last['context']} | "
+                     f"{last['peak_bytes'] / 2**20:,.1f} MiB | ran | {last['decode_tps']:.2f} | [{name}]({name}) |")
         for t in rep["targets"]:
             f = t["fits"][-1]
             tgt = t["target"]

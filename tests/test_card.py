@@ -83,6 +83,8 @@ def test_card_from_report_and_verify_files(forged_mlx):
     assert "| estimated | AMD EPYC" in linux and "(bound)" in linux
     assert "| verified | Apple M4" in mac and "| 321.5 |" in mac and "| 3.0 MiB |" in mac
     assert "| float16 |" in mac
+    here = [line for line in first.splitlines() if line.startswith("| the measuring machine itself")]
+    assert len(here) == 2 and all("| measured |" in line and "| 321.50 |" in line for line in here)
     size = planner.model_facts(forged_mlx).weight_bytes
     assert f"{size:,} bytes" in first
 
