@@ -29,7 +29,6 @@ from __future__ import annotations
 import glob
 import json
 import math
-import struct
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,21 +108,15 @@ def read_config(model: str | Path) -> tuple[dict, Optional[Path]]:
 
 
 def safetensors_headers(folder: Path) -> dict[str, tuple[str, list[int]]]:
-    """name -> (dtype, shape) for every tensor of the folder's *.safetensors, reading only the headers."""
+    """name -> (dtype, shape) for every tensor of the folder's weights, reading only the headers;
+    empty when the folder holds no weights yet (config.json alone)."""
+    from sentinel.weights import read_header, weight_files
+
+    if not glob.glob(str(folder / "*.safetensors")) and not (folder / "model.safetensors.index.json").exists():
+        return {}
     tensors: dict[str, tuple[str, list[int]]] = {}
-    for file in sorted(glob.glob(str(folder / "*.safetensors"))):
-        with open(file, "rb") as f:
-            raw = f.read(8)
-            if len(raw) != 8:
-                raise SentinelError(f"{file} is not a safetensors file (too short)")
-            (size,) = struct.unpack("<Q", raw)
-            try:
-                header = json.loads(f.read(size))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise SentinelError(f"{file} has a corrupt safetensors header") from None
-        for name, info in header.items():
-            if name != "__metadata__":
-                tensors[name] = (info["dtype"], list(info["shape"]))
+    for file in weight_files(folder):
+        tensors.update(read_header(file))
     return tensors
 
 
