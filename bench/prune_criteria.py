@@ -6,9 +6,10 @@ calibration split, prune to the level (GQA-aware selection + defrag, the
 forge's own `prune_once`), evaluate. Recovery: the best two criteria at one
 level get the same LoRA steps as the LoRA-only control (same windows, seed).
 Small settings so it finishes on 2 CPU cores; they are recorded in the JSON.
-Results are written after every row, so a partial run still leaves numbers.
+Results are written after every row, so a partial run still leaves numbers, and
+``--resume`` continues it (same settings) without redoing finished rows.
 
-    python bench/prune_criteria.py [--levels 0.25,0.5] [--eval-tokens 4096] [--steps 30]
+    python bench/prune_criteria.py [--levels 0.25,0.5] [--eval-tokens 4096] [--steps 30] [--resume]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--out", type=Path, default=RESULTS / "prune_criteria.json")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out (same settings)")
     args = ap.parse_args()
 
     import torch
@@ -62,6 +64,15 @@ def main() -> None:
               "settings": {**settings, "lora": train_cfg.to_dict(), "selection_mode": "auto (GQA-aware)"},
               "data": splits.stats, "baseline": None, "control": None, "one_shot": [], "recovered": []}
 
+    if args.resume and args.out.is_file():
+        import json
+
+        done = json.loads(args.out.read_text())
+        if done.get("settings") != result["settings"]:
+            raise SystemExit(f"{args.out} was written with other settings; rerun without --resume")
+        for key in ("baseline", "control", "one_shot", "recovered"):
+            result[key] = done[key]
+
     def row(model, **extra) -> dict:
         layout = model_layout(model)
         ev = perplexity(model, splits.eval, batch_size=4, progress=False)
@@ -71,11 +82,14 @@ def main() -> None:
     def save():
         write_json(args.out, result)
 
-    result["baseline"] = row(base, name="baseline")
-    save()
+    if result["baseline"] is None:
+        result["baseline"] = row(base, name="baseline")
+        save()
     print(f"baseline ppl {result['baseline']['ppl']:.3f}", flush=True)
     for crit in criteria:
         for level in levels:
+            if any(r["criterion"] == crit and r["level"] == level for r in result["one_shot"]):
+                continue
             model = copy.deepcopy(base)
             tic = time.perf_counter()
             prune_once(model, splits.calibration, level, PruneSettings(criterion=crit), progress=False)
@@ -85,13 +99,16 @@ def main() -> None:
             print(f"{crit} @ {level}: ppl {result['one_shot'][-1]['ppl']:.3f}", flush=True)
             del model
 
-    control, stats = train_lora(copy.deepcopy(base), splits.train, train_cfg, progress=False)
-    result["control"] = row(control, name="LoRA-only control", train=stats)
-    save()
+    if result["control"] is None:
+        control, stats = train_lora(copy.deepcopy(base), splits.train, train_cfg, progress=False)
+        result["control"] = row(control, name="LoRA-only control", train=stats)
+        save()
+        del control
     print(f"control ppl {result['control']['ppl']:.3f}", flush=True)
-    del control
     at_level = sorted((r for r in result["one_shot"] if r["level"] == args.recovery_level), key=lambda r: r["ppl"])
     for best in at_level[:2]:
+        if any(r["criterion"] == best["criterion"] for r in result["recovered"]):
+            continue
         model = copy.deepcopy(base)
         prune_once(model, splits.calibration, args.recovery_level, PruneSettings(criterion=best["criterion"]),
                    progress=False)
