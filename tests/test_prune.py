@@ -11,7 +11,7 @@ from forge_cuda.defrag import model_layout
 from forge_cuda.prune import PruneOptions, kv_bytes_per_token, prune_model, report_markdown
 from sentinel.cli import main
 from sentinel.errors import SentinelError
-from sentinel.models import _param_count
+from sentinel.weights import header_param_count
 from tiny import tiny_model, tokens
 
 
@@ -61,7 +61,7 @@ def test_prune_the_real_model_then_load_and_generate(real_model, tmp_path):
     assert abs(report["query_heads"]["removed"] - 89) <= 1  # round(0.33 * 270), up to shape granularity
     assert report["calibration_tokens"] == 128
     model = load_model(out)
-    assert param_count(model) == report["params"]["after"] == _param_count(out) < report["params"]["before"]
+    assert param_count(model) == report["params"]["after"] == header_param_count(out) < report["params"]["before"]
     assert sum(model_layout(model).q_counts) == 270 - report["query_heads"]["removed"]
     assert (out / "importance" / "scores_taylor.npy").exists() and (out / "prune_report.md").exists()
     tok = load_tokenizer(out)
