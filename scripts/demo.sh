@@ -16,8 +16,8 @@ echo "base model: $MODEL_DIR"
 
 step "2/6 forge: code-domain LoRA + head pruning, 2 cycles (small settings sized for a 2-core CPU)"
 sentinel forge smollm2-135m --domain code --out "$OUT/forged" --force \
-    --prune-level 0.33 --cycles 2 --steps 30 --batch-size 4 --seq-len 128 \
-    --train-tokens 100000 --eval-tokens 8192 --calib-windows 8
+    --prune-level 0.33 --cycles 2 --steps 20 --batch-size 1 --seq-len 128 \
+    --train-tokens 50000 --eval-tokens 2048 --calib-windows 4
 
 step "3/6 convert the forged checkpoint to MLX (fp16)"
 sentinel convert "$OUT/forged/model" --to mlx --out "$OUT/forged-mlx" --force
