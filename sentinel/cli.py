@@ -3,7 +3,12 @@ calls into forge_cuda/, convert/ or runtime_mlx/; user mistakes become one line.
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before torch loads OpenMP: sleep rather than spin while waiting, so a busy CPU does not
+# starve its own threads (scripts/env.sh explains the measurement). Users can override it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click
 
