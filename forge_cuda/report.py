@@ -100,13 +100,14 @@ def write_plots(report: dict, folder: Path) -> list[str]:
     if all("control" in c for c in cycles):
         ax.plot(xs, [c["control"]["ppl"] for c in cycles], "o-", label="LoRA-only control")
     ax.plot(xs, [c["forged"]["ppl"] for c in cycles], "o-", label="forged")
-    ax.set(xlabel="cycle", ylabel="eval perplexity", title="Perplexity per cycle (held-out documents)")
+    ax.set(xlabel="cycle", ylabel="eval perplexity", title="Perplexity per cycle (held-out documents)",
+           xticks=xs)
     ax.legend()
     names.append(_save(fig, folder / "ppl_per_cycle.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(xs, [c["forged"]["params"] / 1e6 for c in cycles], "o-")
-    ax.set(xlabel="cycle", ylabel="parameters (M)", title="Forged model size per cycle")
+    ax.set(xlabel="cycle", ylabel="parameters (M)", title="Forged model size per cycle", xticks=xs)
     names.append(_save(fig, folder / "params_per_cycle.png"))
 
     for c in cycles:
