@@ -64,7 +64,7 @@ def convert_to_mlx(src, out=None, dtype: str = "float16", quantize: int | None =
     out = Path(out) if out is not None else default_output(src, dtype, quantize)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise SentinelError(f"output {out} would overwrite the input checkpoint; choose another --out")
-    mlx_config = _mlx_config(family, config, quantize, group_size, plan.unquantized)
+    mlx_config = _mlx_config(family, config, dtype, quantize, group_size, plan.unquantized)
 
     try:
         with atomic_dir(out, force=force) as tmp:
@@ -195,10 +195,14 @@ def _write_shard(path: Path, label: Path, specs: list[TensorSpec], family, tenso
     writer.close()
 
 
-def _mlx_config(family, config: dict[str, Any], quantize, group_size, unquantized: list[str]) -> dict[str, Any]:
-    """Source config (layout block untouched) + mlx-lm's quantization record."""
+def _mlx_config(family, config: dict[str, Any], dtype: str, quantize, group_size,
+                unquantized: list[str]) -> dict[str, Any]:
+    """Source config (layout block untouched), the dtype actually written, mlx-lm's quantization record."""
     out = family.mlx_config(copy.deepcopy(config))
     out.pop("_name_or_path", None)
+    for key in ("dtype", "torch_dtype"):  # say what the folder holds, not what the source held
+        if key in out:
+            out[key] = dtype
     if quantize:
         record: dict[str, Any] = {"group_size": group_size, "bits": quantize, "mode": "affine"}
         record.update({path: False for path in unquantized})  # mlx-lm's per-path override: keep dense

@@ -99,6 +99,7 @@ def test_half_dtypes(dtype, tol, tmp_path):
     out = convert_to_mlx(src, tmp_path / "mlx", dtype=dtype)
     weights = mx.load(str(out / "model.safetensors"))
     assert {w.dtype for w in weights.values()} == {getattr(mx, dtype)}
+    assert json.loads((out / "config.json").read_text())["dtype"] == dtype  # not the source's float32
     reference = torch_logits(model.to(getattr(torch, dtype)).float(), tokens())  # same rounded weights
     assert np.abs(mlx_logits(runtime_model(out), tokens()) - reference).max() <= tol
 
@@ -281,7 +282,10 @@ def test_same_tensors_as_stock_mlx_lm_convert(quantize, tmp_path):
         assert sorted(k for k, v in config[0]["quantization"].items() if v is False) == [
             f"model.layers.{i}.mlp.down_proj" for i in range(3)]
     differ = {k for k in config[0].keys() | config[1].keys() if config[0].get(k) != config[1].get(k)}
-    assert differ == ({"rope_theta", "quantization", "quantization_config"} if quantize else {"rope_theta"})
+    # ours also states the dtype the folder holds (stock keeps the source's float32)
+    assert config[0]["dtype"] == "float16" and config[1]["dtype"] == "float32"
+    assert differ == ({"rope_theta", "dtype", "quantization", "quantization_config"} if quantize
+                      else {"rope_theta", "dtype"})
 
 
 def test_qwen3_5_multimodal_wrapper_names(tmp_path):
