@@ -34,6 +34,7 @@ def write_model_card(path: Path, *, src: Path, config: Mapping[str, Any], layout
     lines += ["## Heads kept per layer", "", "| layer | query heads | KV heads |", "|---:|---:|---:|"]
     for i, layer in enumerate(layout.layers):
         lines.append(f"| {i} | {layer.num_heads}/{base.num_heads} | {layer.num_kv_heads}/{base.num_kv_heads} |")
-    lines += ["", "Load with `sentinel chat`/`runtime_mlx.load`; an unpruned folder also loads in stock "
-              "`mlx_lm.load`.", ""]
+    stock = ("stock mlx-lm tools open it with `--trust-remote-code` (its `sentinel_model.py` needs Sentinel's "
+             "runtime installed)" if is_pruned(layout) else "stock `mlx_lm.load` opens it as it is")
+    lines += ["", f"Load with `sentinel chat`/`runtime_mlx.load`; {stock}.", ""]
     path.write_text("\n".join(lines))
