@@ -2,8 +2,8 @@
 
 Both sides run mlx-lm's own ``stream_generate`` on one folder (ours builds
 runtime_mlx classes, stock builds mlx-lm's), greedy, same prompt tokens; one
-warm-up each, then repeats interleaved (ours, stock, ours, ...) so machine noise
-hits both alike. Reports medians and the ratio ours/stock (goal >= 0.98).
+warm-up each, then repeats interleaved in ABBA order (ours, stock, stock, ours, ...) so
+machine noise and order effects hit both alike. Reports medians and the ratio ours/stock (goal >= 0.98).
 
     python bench/runtime_speed.py                      # converts smollm2-135m (fp32) into a temp folder
     python bench/runtime_speed.py --model MLX_FOLDER --repeats 5
@@ -60,8 +60,10 @@ def bench(folder: Path, prompt_tokens: int, gen_tokens: int, repeats: int) -> di
     runs = {name: {"prefill": [], "decode": []} for name in sides}
     for name, (model, tok) in sides.items():
         one_run(model, tok, prompt, gen_tokens)  # warm-up
-    for _ in range(repeats):
-        for name, (model, tok) in sides.items():
+    for i in range(repeats):
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))  # ABBA: order effects cancel
+        for name in order:
+            model, tok = sides[name]
             p, d = one_run(model, tok, prompt, gen_tokens)
             runs[name]["prefill"].append(p)
             runs[name]["decode"].append(d)
