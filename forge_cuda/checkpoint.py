@@ -50,10 +50,14 @@ def build_empty(config, layout: HeadLayout, dtype: torch.dtype, attn_implementat
     return model
 
 
-def _init_runtime_buffers(model: nn.Module) -> None:
-    """Recompute non-persistent buffers (e.g. rotary inv_freq) that checkpoints never hold."""
+def init_runtime_buffers(model: nn.Module, device: str | torch.device = "cpu") -> None:
+    """Recompute non-persistent buffers (e.g. rotary inv_freq) that checkpoints never hold.
+
+    Works on a model built on the meta device too: those buffers are materialised first.
+    """
     for module in model.modules():
         if getattr(module, "_non_persistent_buffers_set", None):
+            module.to_empty(device=device, recurse=False)
             model._init_weights(module)
 
 
@@ -92,7 +96,7 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
     if missing:
         raise SentinelError(f"{path}: checkpoint lacks tensor {missing[0]} ({len(missing)} missing)")
     model.tie_weights()
-    _init_runtime_buffers(model)
+    init_runtime_buffers(model, device)
     if (path / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(path)
     return model.eval()

@@ -99,6 +99,8 @@ def pull(name: str, force: bool = False) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    from forge_cuda.checkpoint import init_runtime_buffers
+
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-quantized model: rebuild a plain one from its config.
@@ -111,10 +113,7 @@ def pull(name: str, force: bool = False) -> Path:
     model.load_state_dict(gguf_model.state_dict(), assign=True, strict=True)
     model.tie_weights()
     model.generation_config = gguf_model.generation_config
-    for module in model.modules():  # rotary inv_freq stayed on meta: recompute it
-        if getattr(module, "_non_persistent_buffers_set", None):
-            module.to_empty(device="cpu", recurse=False)
-            model._init_weights(module)
+    init_runtime_buffers(model)  # rotary inv_freq stayed on the meta device
     with atomic_dir(target, force=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -10,20 +10,9 @@ from forge_cuda.checkpoint import load_model, param_count, save_model
 from forge_cuda.defrag import defrag, model_layout
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import LayerHeads
-from tiny import tiny_model, tokens
+from tiny import pruned_layout, tiny_model, tokens
 
 FAMILIES = ["llama", "qwen2", "qwen3"]
-# Layer 0 drops query heads inside groups, layer 1 drops KV head 1 with its whole group
-# (KV counts now differ per layer), layer 2 stays whole.
-PRUNED = {0: LayerHeads((0, 2, 4, 6), (0, 1, 2, 3)), 1: LayerHeads((0, 1, 4, 5, 6, 7), (0, 2, 3))}
-
-
-def pruned_layout(model):
-    layout = model_layout(model)
-    for i, layer in PRUNED.items():
-        layout = layout.replace_layer(i, layer)
-    return layout
-
 
 def masked_copy(model, layout):
     """The original model with removed heads silenced: their o_proj input columns zeroed."""

@@ -17,23 +17,16 @@ from forge_cuda.checkpoint import save_model
 from forge_cuda.defrag import defrag, model_layout
 from sentinel.cli import main
 from sentinel.layout import LayerHeads
-from tiny import tiny_model, tokens
+from tiny import forge_tiny, tiny_model, tokens
 
 FAMILIES = ["llama", "qwen2", "qwen3"]
 # Layer 0 keeps 4 of 8 query heads (o_proj input 64), layer 1 drops KV head 1 and keeps 6 heads
 # (o_proj input 96: not divisible by 64, the quantization fallback), layer 2 stays whole.
-PRUNED = {0: LayerHeads((0, 2, 4, 6), (0, 1, 2, 3)), 1: LayerHeads((0, 1, 4, 5, 6, 7), (0, 2, 3))}
-
-
 def make_checkpoint(tmp_path: Path, family: str, forged: bool, **overrides):
     """(torch model, folder): a tiny random model, sliced to PRUNED when forged, saved as safetensors."""
     model = tiny_model(family, **overrides)
     if forged:
-        layout = model_layout(model)
-        for i, layer in PRUNED.items():
-            layout = layout.replace_layer(i, layer)
-        defrag(model, layout)
-        folder = save_model(model, tmp_path / f"{family}-forged")
+        folder = save_model(forge_tiny(model), tmp_path / f"{family}-forged")
     else:
         folder = tmp_path / f"{family}-plain"
         model.save_pretrained(folder)

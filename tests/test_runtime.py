@@ -1,31 +1,23 @@
 """runtime_mlx on tiny forged models: our MLX classes give the torch model's logits, errors are one line."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from forge_cuda.checkpoint import save_model
-from forge_cuda.defrag import defrag, model_layout
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import LayerHeads
-from tiny import tiny_model, tokens
+from tiny import forge_tiny, tiny_model, tokens
 
 FAMILIES = ["llama", "qwen2", "qwen3"]
 # Layer 0 drops query heads inside groups, layer 1 keeps 3 of 4 KV heads: KV counts differ per layer.
-PRUNED = {0: LayerHeads((0, 2, 4, 6), (0, 1, 2, 3)), 1: LayerHeads((0, 1, 4, 5, 6, 7), (0, 2, 3))}
-
-
 def forged_folder(family, out, pruned=True, **overrides):
     """A tiny torch model, defragged to PRUNED and saved as an HF folder (fp32: names equal MLX names)."""
     model = tiny_model(family, **overrides)
     if pruned:
-        layout = model_layout(model)
-        for i, layer in PRUNED.items():
-            layout = layout.replace_layer(i, layer)
-        defrag(model, layout)
+        forge_tiny(model)
     save_model(model, out)
     return model
 
@@ -40,10 +32,7 @@ def test_gpt2_logits_match_torch(pruned, tmp_path):
 
     torch_model = tiny_model("gpt2")
     if pruned:
-        layout = model_layout(torch_model)
-        for i, layer in GPT2_PRUNED.items():
-            layout = layout.replace_layer(i, layer)
-        defrag(torch_model, layout)
+        forge_tiny(torch_model, GPT2_PRUNED)
     save_model(torch_model, tmp_path / "m")  # raw HF names: Conv1D weights, transformer. prefix
     model = runtime_mlx.load_model(tmp_path / "m")
     x = tokens()
@@ -170,10 +159,6 @@ def tiny_tokenizer():
 def chat_folder(out, family="llama"):
     """A forged tiny model (irregular heads, per-layer KV counts) with a real tokenizer and chat template."""
     tok = tiny_tokenizer()
-    model = tiny_model(family, vocab_size=len(tok))
-    layout = model_layout(model)
-    for i, layer in PRUNED.items():
-        layout = layout.replace_layer(i, layer)
-    defrag(model, layout)
+    model = forge_tiny(tiny_model(family, vocab_size=len(tok)))
     save_model(model, out, tokenizer=tok)
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from sentinel.layout import LayerHeads
+
 TINY_COMMON = dict(vocab_size=96, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
                    num_attention_heads=8, num_key_value_heads=4, head_dim=16,
                    max_position_embeddings=128, tie_word_embeddings=False)
@@ -43,3 +45,26 @@ def tiny_model(model_type: str, seed: int = 0, **overrides):
 def tokens(batch: int = 2, length: int = 12, vocab: int = 96, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, vocab, (batch, length), generator=g)
+
+
+# Layer 0 drops query heads inside groups, layer 1 drops KV head 1 with its whole group (KV counts
+# then differ per layer), layer 2 stays whole. Fits the llama-like tiny configs (8 query, 4 KV heads).
+PRUNED = {0: LayerHeads((0, 2, 4, 6), (0, 1, 2, 3)), 1: LayerHeads((0, 1, 4, 5, 6, 7), (0, 2, 3))}
+
+
+def pruned_layout(model, layers=None):
+    """The model's current layout with ``layers`` (default PRUNED) replaced."""
+    from forge_cuda.defrag import model_layout
+
+    layout = model_layout(model)
+    for i, layer in (PRUNED if layers is None else layers).items():
+        layout = layout.replace_layer(i, layer)
+    return layout
+
+
+def forge_tiny(model, layers=None):
+    """Defrag ``model`` in place to ``pruned_layout(model, layers)``; returns it."""
+    from forge_cuda.defrag import defrag
+
+    defrag(model, pruned_layout(model, layers))
+    return model
