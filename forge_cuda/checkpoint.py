@@ -41,12 +41,17 @@ def build_empty(config, layout: HeadLayout, dtype: torch.dtype, attn_implementat
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
-    prunable = set(family.attention_layers(model))
+    prunable, with_mlp = set(family.attention_layers(model)), set(family.mlp_layers(model))
+    full = HeadLayout.full(layout.base).layers
     for i, layer in enumerate(layout.layers):
         if i in prunable:
             family.resize(family.attention(model, i), layer.num_heads, layer.num_kv_heads)
-        elif layer != HeadLayout.full(layout.base).layers[i]:
+        elif (layer.q_heads, layer.kv_heads) != (full[i].q_heads, full[i].kv_heads):
             raise LayoutError(f"layer {i} has no prunable attention heads, but the layout prunes it")
+        if layer.mlp_channels is not None:
+            if i not in with_mlp:
+                raise LayoutError(f"layer {i} has no prunable MLP, but the layout prunes its channels")
+            family.resize_mlp(family.mlp(model, i), len(layer.mlp_channels))
     return model
 
 
@@ -115,6 +120,9 @@ def check_shapes(model: nn.Module, layout: HeadLayout) -> None:
         heads = family.head_weights(family.attention(model, i))["o"].shape[0]
         if heads != layout.layers[i].num_heads:
             raise LayoutError(f"layer {i}: o_proj has {heads} heads, layout says {layout.layers[i].num_heads}")
+    for i, width in family.mlp_widths(model).items():
+        if width != layout.mlp_widths[i]:
+            raise LayoutError(f"layer {i}: the MLP has {width} channels, layout says {layout.mlp_widths[i]}")
 
 
 def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = False,

@@ -1,7 +1,7 @@
-"""Defrag: physically remove heads so each layer keeps only what its layout lists.
+"""Defrag: physically remove heads and MLP channels so each layer keeps only what its layout lists.
 
-Unlike masking, this shrinks the q/k/v/o matrices (and frees their memory), and
-records the new per-layer layout on ``model.config`` so a save writes it.
+Unlike masking, this shrinks the q/k/v/o and gate/up/down matrices (and frees their
+memory), and records the new per-layer layout on ``model.config`` so a save writes it.
 """
 
 from __future__ import annotations
@@ -22,23 +22,35 @@ def set_model_layout(model: nn.Module, layout: HeadLayout) -> None:
     setattr(model.config, LAYOUT_KEY, layout.validate().to_dict())
 
 
+def _positions(now: tuple[int, ...], want: tuple[int, ...], layer: int, what: str) -> list[int]:
+    """Physical positions of the wanted ids in the current order; only removal is allowed."""
+    pos = {h: p for p, h in enumerate(now)}
+    missing = [h for h in want if h not in pos]
+    if missing:
+        raise LayoutError(f"layer {layer}: {what} {missing[0]} was already removed; defrag only removes")
+    return [pos[h] for h in want]
+
+
 def defrag(model: nn.Module, target: HeadLayout) -> HeadLayout:
     """Slice every layer down to ``target``, which must be a subset of the current layout."""
     target.validate()
     current = model_layout(model)
     family = family_for(model.config.model_type)
     prunable = set(family.attention_layers(model))
+    with_mlp = set(family.mlp_layers(model))
+    for i in range(len(target.layers)):
+        now_ch, want_ch = current.channels(i), target.channels(i)
+        if now_ch == want_ch:
+            continue
+        if i not in with_mlp:
+            raise LayoutError(f"layer {i} has no prunable MLP ({model.config.model_type})")
+        family.select_mlp(family.mlp(model, i), _positions(now_ch, want_ch, i, "MLP channel"))
     for i, (now, want) in enumerate(zip(current.layers, target.layers)):
-        if now == want:
+        if (now.q_heads, now.kv_heads, now.clone_of) == (want.q_heads, want.kv_heads, want.clone_of):
             continue
         if i not in prunable:
             raise LayoutError(f"layer {i} has no prunable attention heads ({model.config.model_type})")
-        q_pos = {h: p for p, h in enumerate(now.q_heads)}
-        kv_pos = {h: p for p, h in enumerate(now.kv_heads)}
-        missing = [h for h in want.q_heads if h not in q_pos] + [h for h in want.kv_heads if h not in kv_pos]
-        if missing:
-            raise LayoutError(f"layer {i}: head {missing[0]} was already removed; defrag only removes heads")
-        family.select(family.attention(model, i), [q_pos[h] for h in want.q_heads],
-                      [kv_pos[h] for h in want.kv_heads])
+        family.select(family.attention(model, i), _positions(now.q_heads, want.q_heads, i, "head"),
+                      _positions(now.kv_heads, want.kv_heads, i, "head"))
     set_model_layout(model, target)
     return target

@@ -9,7 +9,14 @@ Every family exposes the same small interface:
 ``resize`` (for loading), ``select`` (keep / repeat / rescale physical heads: both
 defrag and mitosis are a ``select``), ``o_proj`` (where head outputs are
 concatenated: gates and activation scores hook its input) and ``head_weights``
-(per-head weight views for the magnitude criterion).
+(per-head weight views for the magnitude criterion). The MLP side mirrors it:
+``mlp_layers``, ``mlp``, ``resize_mlp``, ``select_mlp`` and ``down_proj`` (whose input
+is the intermediate activation, one feature per channel).
+
+Both kinds of prunable unit (query heads, MLP channels) are read the same way by
+importance and gates: through ``unit_reader`` (the module whose input holds the
+units), ``unit_width`` (input features per unit) and ``unit_out_weights`` (each
+unit's slice of that module's weight, [units, width, out]).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import torch
 from torch import nn
 
 from sentinel.errors import SentinelError
+
+UNIT_KINDS = ("heads", "channels")
 
 
 def head_rows(heads: Iterable[int], head_dim: int, device=None) -> torch.Tensor:
@@ -67,7 +76,28 @@ def slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None,
     return out
 
 
-class LlamaLikeFamily:
+class _Units:
+    """Reads query heads and MLP channels through one interface (see the module docstring)."""
+
+    def unit_layers(self, model: nn.Module, kind: str) -> list[int]:
+        return self.attention_layers(model) if kind == "heads" else self.mlp_layers(model)
+
+    def unit_reader(self, model: nn.Module, index: int, kind: str) -> nn.Module:
+        if kind == "heads":
+            return self.o_proj(self.attention(model, index))
+        return self.down_proj(self.mlp(model, index))
+
+    def unit_width(self, model: nn.Module, index: int, kind: str) -> int:
+        return self.head_dim(self.attention(model, index)) if kind == "heads" else 1
+
+    def unit_out_weights(self, model: nn.Module, index: int, kind: str) -> torch.Tensor:
+        """Each unit's slice of its reader's weight: [units, width, out]."""
+        if kind == "heads":
+            return self.head_weights(self.attention(model, index))["o"]
+        return self.channel_out_weights(self.mlp(model, index))[:, None, :]
+
+
+class LlamaLikeFamily(_Units):
     """llama, mistral, qwen2 (q/k/v bias) and qwen3 (shared per-head-dim q_norm/k_norm).
 
     qwen3's q_norm/k_norm act on head_dim and are shared by all heads, so they
@@ -118,6 +148,58 @@ class LlamaLikeFamily:
     def o_proj(self, attn: nn.Module) -> nn.Module:
         """The projection whose input columns are the concatenated head outputs."""
         return attn.o_proj
+
+    # --- MLP channels (SwiGLU: gate/up rows and down columns, one per intermediate channel) ---------
+    def mlp_layers(self, model: nn.Module) -> list[int]:
+        return [i for i, layer in enumerate(self.decoder_layers(model)) if hasattr(getattr(layer, "mlp", None), "up_proj")]
+
+    def mlp(self, model: nn.Module, index: int) -> nn.Module:
+        return self.decoder_layers(model)[index].mlp
+
+    def down_proj(self, mlp: nn.Module) -> nn.Module:
+        return mlp.down_proj
+
+    def resize_mlp(self, mlp: nn.Module, width: int) -> None:
+        hidden = mlp.up_proj.in_features
+        mlp.gate_proj = _new_linear(hidden, width, mlp.gate_proj)
+        mlp.up_proj = _new_linear(hidden, width, mlp.up_proj)
+        mlp.down_proj = _new_linear(width, mlp.down_proj.out_features, mlp.down_proj)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = width
+
+    def select_mlp(self, mlp: nn.Module, keep: list[int]) -> None:
+        """Keep the given physical channels (positions in the current matrices)."""
+        idx = torch.as_tensor(keep, dtype=torch.long)
+        mlp.gate_proj = slice_linear(mlp.gate_proj, rows=idx)
+        mlp.up_proj = slice_linear(mlp.up_proj, rows=idx)
+        mlp.down_proj = slice_linear(mlp.down_proj, cols=idx)
+        if hasattr(mlp, "intermediate_size"):
+            mlp.intermediate_size = len(keep)
+
+    def mlp_widths(self, model: nn.Module) -> dict[int, int]:
+        return {i: self.mlp(model, i).up_proj.out_features for i in self.mlp_layers(model)}
+
+    def channel_cost(self, model: nn.Module, index: int) -> int:
+        """Parameters one intermediate channel costs (gate and up rows with biases, down column)."""
+        m = self.mlp(model, index)
+        bias = (m.gate_proj.bias is not None) + (m.up_proj.bias is not None)
+        return m.gate_proj.in_features + m.up_proj.in_features + m.down_proj.out_features + bias
+
+    def head_costs(self, model: nn.Module, index: int) -> tuple[int, int]:
+        """Parameters of one query head (q rows, o columns) and one KV head (k and v rows)."""
+        attn = self.attention(model, index)
+        hd, hidden = attn.head_dim, attn.q_proj.in_features
+        q_bias, kv_bias = attn.q_proj.bias is not None, attn.k_proj.bias is not None
+        per_q = self.q_blocks * hd * (hidden + q_bias) + hd * attn.o_proj.out_features
+        return per_q, 2 * hd * (hidden + kv_bias)
+
+    def channel_out_weights(self, mlp: nn.Module) -> torch.Tensor:
+        """down_proj's weight as [channels, out]."""
+        return mlp.down_proj.weight.detach().t()
+
+    def channel_in_weights(self, mlp: nn.Module) -> torch.Tensor:
+        """gate and up rows side by side: [channels, 2 * in]."""
+        return torch.cat([mlp.gate_proj.weight.detach(), mlp.up_proj.weight.detach()], dim=1)
 
     def head_weights(self, attn: nn.Module) -> dict[str, torch.Tensor]:
         """Per-head weight blocks: q [H, rows, in], k/v [KV, hd, in], o [H, hd, out] (Linear convention)."""
@@ -173,7 +255,7 @@ def _slice_conv1d(conv: nn.Module, out_idx: torch.Tensor | None = None, in_idx: 
     return out
 
 
-class GPT2Family:
+class GPT2Family(_Units):
     """gpt2 (and distilgpt2): multi-head attention with a fused Conv1D ``c_attn`` = [q | k | v].
 
     Every query head has its own KV head (group size 1), so removing a query head
@@ -222,6 +304,44 @@ class GPT2Family:
 
     def o_proj(self, attn: nn.Module) -> nn.Module:
         return attn.c_proj
+
+    # --- MLP channels: c_fc columns (with bias) and c_proj rows (Conv1D stores [in, out]) -----------
+    def mlp_layers(self, model: nn.Module) -> list[int]:
+        return list(range(len(self.decoder_layers(model))))
+
+    def mlp(self, model: nn.Module, index: int) -> nn.Module:
+        return self.decoder_layers(model)[index].mlp
+
+    def down_proj(self, mlp: nn.Module) -> nn.Module:
+        return mlp.c_proj
+
+    def resize_mlp(self, mlp: nn.Module, width: int) -> None:
+        mlp.c_fc = _conv1d_like(mlp.c_fc.weight.shape[0], width, mlp.c_fc)
+        mlp.c_proj = _conv1d_like(width, mlp.c_proj.weight.shape[1], mlp.c_proj)
+
+    def select_mlp(self, mlp: nn.Module, keep: list[int]) -> None:
+        idx = torch.as_tensor(keep, dtype=torch.long)
+        mlp.c_fc = _slice_conv1d(mlp.c_fc, out_idx=idx)
+        mlp.c_proj = _slice_conv1d(mlp.c_proj, in_idx=idx)
+
+    def mlp_widths(self, model: nn.Module) -> dict[int, int]:
+        return {i: self.mlp(model, i).c_fc.weight.shape[1] for i in self.mlp_layers(model)}
+
+    def channel_cost(self, model: nn.Module, index: int) -> int:
+        m = self.mlp(model, index)
+        return m.c_fc.weight.shape[0] + 1 + m.c_proj.weight.shape[1]
+
+    def channel_out_weights(self, mlp: nn.Module) -> torch.Tensor:
+        return mlp.c_proj.weight.detach()
+
+    def channel_in_weights(self, mlp: nn.Module) -> torch.Tensor:
+        return mlp.c_fc.weight.detach().t()
+
+    def head_costs(self, model: nn.Module, index: int) -> tuple[int, int]:
+        """One head = its q rows and o rows; its own KV head = k and v rows (biases included)."""
+        attn = self.attention(model, index)
+        hd, hidden, out = attn.head_dim, attn.c_attn.weight.shape[0], attn.c_proj.weight.shape[1]
+        return hd * (hidden + 1) + hd * out, 2 * hd * (hidden + 1)
 
     def head_weights(self, attn: nn.Module) -> dict[str, torch.Tensor]:
         hd, width = attn.head_dim, attn.split_size

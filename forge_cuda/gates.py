@@ -21,24 +21,30 @@ from sentinel.layout import HeadLayout
 HeadFn = Callable[[int, torch.Tensor], "torch.Tensor | None"]
 
 
-def hook_head_outputs(model: nn.Module, fn: HeadFn) -> list:
-    """Call ``fn(layer, heads)`` on every prunable layer's o_proj input viewed as [..., heads, head_dim].
+def hook_units(model: nn.Module, fn: HeadFn, kind: str = "heads") -> list:
+    """Call ``fn(layer, units)`` on every prunable layer's unit input viewed as [..., units, width].
 
-    ``fn`` may return a replacement tensor of the same shape. Returns the hook handles.
+    Heads: the o_proj input as [..., heads, head_dim]; channels: the down_proj input
+    (the intermediate activation) as [..., channels, 1]. ``fn`` may return a
+    replacement tensor of the same shape. Returns the hook handles.
     """
     family = family_for(model.config.model_type)
     handles = []
-    for i in family.attention_layers(model):
-        attn = family.attention(model, i)
-        hd = family.head_dim(attn)
+    for i in family.unit_layers(model, kind):
+        width = family.unit_width(model, i, kind)
 
-        def pre_hook(module, args, i=i, hd=hd):
+        def pre_hook(module, args, i=i, width=width):
             x = args[0]
-            out = fn(i, x.view(*x.shape[:-1], -1, hd))
+            out = fn(i, x.view(*x.shape[:-1], -1, width))
             return None if out is None else (out.reshape(x.shape), *args[1:])
 
-        handles.append(family.o_proj(attn).register_forward_pre_hook(pre_hook))
+        handles.append(family.unit_reader(model, i, kind).register_forward_pre_hook(pre_hook))
     return handles
+
+
+def hook_head_outputs(model: nn.Module, fn: HeadFn) -> list:
+    """``hook_units`` for attention heads (the o_proj input as [..., heads, head_dim])."""
+    return hook_units(model, fn, "heads")
 
 
 class HeadGates:

@@ -1,19 +1,25 @@
-"""How much each attention head matters, measured on calibration batches.
+"""How much each prunable unit (attention head, MLP channel) matters, measured on calibration batches.
 
 Scores are "higher = more important" for every criterion, one 1-D array per
-prunable layer over the layer's CURRENT physical heads (layers may differ in
-size after pruning or mitosis). ``HeadScores.grid()`` gives the heatmap form:
-[layers, heads] indexed by original head id, NaN where a head is gone.
+prunable layer over the layer's CURRENT physical units (layers may differ in
+size after pruning or mitosis). ``UnitScores.grid()`` gives the heatmap form:
+[layers, units] indexed by original id, NaN where a unit is gone. Both kinds are
+measured the same way, at the input of the layer that reads them (o_proj for
+heads, down_proj for channels), so one pass scores both and their numbers share
+units: loss change (taylor) or norm of the contribution to the residual stream
+(activation). That is what lets one ranking compare a head with a channel.
 
 Criteria (see docs/PRUNING.md):
-- ``taylor``: mean over examples of |dL/dg| for a gate g=1 on the head's o_proj
-  input (Michel et al. 2019), i.e. the first-order loss change of removing it.
-- ``activation``: mean token norm of the head's contribution to the o_proj
-  output (its o_proj-input slice through its own o_proj columns; Minitron-style).
+- ``taylor``: mean over examples of |dL/dg| for a gate g=1 on the unit's input
+  to its reader (Michel et al. 2019), i.e. the first-order loss change of removing it.
+- ``activation``: mean token norm of the unit's contribution to its reader's
+  output (its input slice through its own columns; Minitron-style: for a channel,
+  mean |act| times the norm of its down_proj column).
 - ``entropy``: attention focus 1 - H(p)/log(#keys), averaged over query tokens
   (the seed's criterion, inverted so diffuse heads score low).
 - ``magnitude``: norm of the head's q rows and o columns plus its share of its
-  KV head's k/v rows (weak by published evidence; kept as a baseline).
+  KV head's k/v rows; for a channel, its gate/up rows and down column (weak by
+  published evidence; kept as a baseline). Entropy scores heads only.
 - ``random``: seeded uniform scores (the control).
 """
 
@@ -30,8 +36,8 @@ import torch
 from torch import nn
 
 from forge_cuda.defrag import model_layout
-from forge_cuda.families import family_for
-from forge_cuda.gates import hook_head_outputs
+from forge_cuda.families import UNIT_KINDS, family_for
+from forge_cuda.gates import hook_units
 from sentinel.atomic import write_json
 from sentinel.errors import SentinelError
 from sentinel.layout import HeadLayout
@@ -40,24 +46,33 @@ CRITERIA = ("taylor", "activation", "entropy", "magnitude", "random")
 NORMALIZATIONS = ("none", "l2", "max")
 
 
+def unit_ids(layout: HeadLayout, index: int, kind: str) -> tuple[int, ...]:
+    """Original ids of a layer's current units in physical order (query heads or MLP channels)."""
+    return layout.layers[index].q_heads if kind == "heads" else layout.channels(index)
+
+
 @dataclass
-class HeadScores:
-    """Per-layer scores over physical heads, plus the layout that maps them to original ids."""
+class UnitScores:
+    """Per-layer scores over one kind of physical unit, plus the layout that maps them to original ids."""
 
     criterion: str
     layout: HeadLayout
     layers: dict[int, np.ndarray] = field(default_factory=dict)
     tokens: int = 0
+    kind: str = "heads"
 
     def grid(self) -> np.ndarray:
-        """[num_layers, width] float array indexed by original head id (clone ids extend the width), NaN = absent."""
-        width = max([self.layout.base.num_heads] + [max(l.q_heads) + 1 for l in self.layout.layers])
+        """[num_layers, width] float array indexed by original id (clone ids extend the width), NaN = absent."""
+        if self.kind == "heads":
+            width = max([self.layout.base.num_heads] + [max(l.q_heads) + 1 for l in self.layout.layers])
+        else:
+            width = self.layout.base.intermediate_size or 0
         grid = np.full((self.layout.base.num_layers, width), np.nan)
         for i, scores in self.layers.items():
-            grid[i, list(self.layout.layers[i].q_heads)] = scores
+            grid[i, list(unit_ids(self.layout, i, self.kind))] = scores
         return grid
 
-    def normalized(self, how: str = "l2") -> "HeadScores":
+    def normalized(self, how: str = "l2") -> "UnitScores":
         """Divide each layer by its L2 norm or max, so layers compete on equal terms (Michel et al.)."""
         if how not in NORMALIZATIONS:
             raise SentinelError(f"unknown normalisation {how!r}; choose from {', '.join(NORMALIZATIONS)}")
@@ -65,30 +80,33 @@ class HeadScores:
         for i, s in self.layers.items():
             denom = {"none": 1.0, "l2": float(np.linalg.norm(s)), "max": float(np.abs(s).max())}[how]
             out[i] = s / denom if denom > 0 else s.copy()
-        return HeadScores(self.criterion, self.layout, out, self.tokens)
+        return UnitScores(self.criterion, self.layout, out, self.tokens, self.kind)
 
     def to_dict(self) -> dict:
-        return {"criterion": self.criterion, "tokens": self.tokens,
-                "layers": [{"layer": i, "heads": list(self.layout.layers[i].q_heads),
+        return {"criterion": self.criterion, "tokens": self.tokens, "kind": self.kind,
+                "layers": [{"layer": i, "units": list(unit_ids(self.layout, i, self.kind)),
                             "scores": [float(v) for v in s]} for i, s in sorted(self.layers.items())]}
 
     def save(self, folder: str | Path, stem: str | None = None) -> Path:
-        """Write ``<stem>.json`` (per-layer lists) and ``<stem>.npy`` (the NaN-padded grid)."""
+        """Write ``<stem>.json`` (per-layer lists) and ``<stem>.npy`` (the NaN-padded grid).
+
+        Head scores are ``scores_<criterion>``, channel scores ``channel_scores_<criterion>``.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = stem or f"scores_{self.criterion}"
+        stem = stem or ("scores" if self.kind == "heads" else "channel_scores") + f"_{self.criterion}"
         write_json(folder / f"{stem}.json", self.to_dict())
         np.save(folder / f"{stem}.npy", self.grid())
         return folder / f"{stem}.json"
 
 
-def combine(scores: Mapping[str, HeadScores], weights: Mapping[str, float], normalize: str = "l2") -> HeadScores:
+def combine(scores: Mapping[str, UnitScores], weights: Mapping[str, float], normalize: str = "l2") -> UnitScores:
     """Weighted sum of per-layer-normalised criteria (e.g. taylor 1.0 + entropy 0.3)."""
     parts = [(scores[name].normalized(normalize), w) for name, w in weights.items()]
     first = parts[0][0]
     layers = {i: sum(w * p.layers[i] for p, w in parts) for i in first.layers}
     name = "+".join(f"{w:g}*{n}" for n, w in weights.items())
-    return HeadScores(name, first.layout, layers, first.tokens)
+    return UnitScores(name, first.layout, layers, first.tokens, first.kind)
 
 
 def _unpack(batch, device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -130,22 +148,27 @@ def _progress(batches: Iterable, desc: str, progress: bool):
     return tqdm(batches, desc=desc, unit="batch", leave=False)
 
 
-def _zeros(model: nn.Module, layout: HeadLayout) -> dict[int, torch.Tensor]:
+def _zeros(model: nn.Module, layout: HeadLayout, kinds) -> dict[str, dict[int, torch.Tensor]]:
     family = family_for(model.config.model_type)
-    return {i: torch.zeros(layout.layers[i].num_heads, dtype=torch.float64) for i in family.attention_layers(model)}
+    return {kind: {i: torch.zeros(len(unit_ids(layout, i, kind)), dtype=torch.float64)
+                   for i in family.unit_layers(model, kind)} for kind in kinds}
 
 
-def _taylor(model, batches, progress) -> tuple[dict, int]:
-    layout = model_layout(model)
-    acc, gates, examples, tokens = _zeros(model, layout), {}, 0, 0
+def _hooks(model: nn.Module, kinds, fn) -> list:
+    """One hook per layer and kind; ``fn(kind, layer, units)``."""
+    return [h for kind in kinds for h in hook_units(model, lambda i, x, kind=kind: fn(kind, i, x), kind)]
 
-    def gate(i, heads):
-        g = torch.ones(heads.shape[0], *([1] * (heads.dim() - 3)), heads.shape[-2], 1,
-                       device=heads.device, dtype=heads.dtype, requires_grad=True)
-        gates[i] = g
-        return heads * g
 
-    handles = hook_head_outputs(model, gate)
+def _taylor(model, batches, progress, kinds) -> tuple[dict, int]:
+    acc, gates, examples, tokens = _zeros(model, model_layout(model), kinds), {}, 0, 0
+
+    def gate(kind, i, units):
+        g = torch.ones(units.shape[0], *([1] * (units.dim() - 3)), units.shape[-2], 1,
+                       device=units.device, dtype=units.dtype, requires_grad=True)
+        gates[kind, i] = g
+        return units * g
+
+    handles = _hooks(model, kinds, gate)
     try:
         with _scoring(model), torch.enable_grad():
             for batch in _progress(batches, "taylor", progress):
@@ -153,33 +176,32 @@ def _taylor(model, batches, progress) -> tuple[dict, int]:
                 gates.clear()
                 loss = model(input_ids=ids, attention_mask=mask, labels=_labels(ids, mask), use_cache=False).loss
                 order = sorted(gates)
-                grads = torch.autograd.grad(loss, [gates[i] for i in order])
-                for i, g in zip(order, grads):
-                    acc[i] += g.detach().abs().reshape(g.shape[0], -1).sum(0).double().cpu()
+                grads = torch.autograd.grad(loss, [gates[k] for k in order])
+                for (kind, i), g in zip(order, grads):
+                    acc[kind][i] += g.detach().abs().reshape(g.shape[0], -1).sum(0).double().cpu()
                 examples += ids.shape[0]
                 tokens += int(mask.sum()) if mask is not None else ids.numel()
     finally:
         for h in handles:
             h.remove()
-    return {i: v / max(examples, 1) for i, v in acc.items()}, tokens
+    return {kind: {i: v / max(examples, 1) for i, v in layers.items()} for kind, layers in acc.items()}, tokens
 
 
-def _activation(model, batches, progress) -> tuple[dict, int]:
-    layout = model_layout(model)
+def _activation(model, batches, progress, kinds) -> tuple[dict, int]:
     family = family_for(model.config.model_type)
-    acc, state = _zeros(model, layout), {"w": None}
-    gram = {}
-    for i in acc:  # per head: G = W_o,h^T W_o,h, so |x W_o,h^T|^2 = x G x^T without materialising outputs
-        o = family.head_weights(family.attention(model, i))["o"].float()  # [H, hd, out]
-        gram[i] = torch.einsum("hdo,heo->hde", o, o)
+    acc, state = _zeros(model, model_layout(model), kinds), {"w": None}
+    gram = {}  # per unit: G = W_u^T W_u, so |x W_u^T|^2 = x G x^T without materialising outputs
+    for kind in kinds:
+        for i in acc[kind]:
+            o = family.unit_out_weights(model, i, kind).float()  # [units, width, out]
+            gram[kind, i] = torch.einsum("hdo,heo->hde", o, o)
 
-    def measure(i, heads):
-        x = heads.detach().float()  # [B, T, H, hd]
-        sq = torch.einsum("bthd,hde,bthe->bth", x, gram[i].to(x.device), x).clamp_min(0).sqrt()
-        w = state["w"]
-        acc[i] += (sq * w[..., None]).sum((0, 1)).double().cpu()
+    def measure(kind, i, units):
+        x = units.detach().float()  # [B, T, units, width]
+        sq = torch.einsum("bthd,hde,bthe->bth", x, gram[kind, i].to(x.device), x).clamp_min(0).sqrt()
+        acc[kind][i] += (sq * state["w"][..., None]).sum((0, 1)).double().cpu()
 
-    handles = hook_head_outputs(model, measure)
+    handles = _hooks(model, kinds, measure)
     tokens = 0
     try:
         with _scoring(model), torch.no_grad():
@@ -191,13 +213,12 @@ def _activation(model, batches, progress) -> tuple[dict, int]:
     finally:
         for h in handles:
             h.remove()
-    return {i: v / max(tokens, 1) for i, v in acc.items()}, tokens
+    return {kind: {i: v / max(tokens, 1) for i, v in layers.items()} for kind, layers in acc.items()}, tokens
 
 
-def _entropy(model, batches, progress) -> tuple[dict, int]:
-    layout = model_layout(model)
+def _entropy(model, batches, progress, kinds) -> tuple[dict, int]:
     family = family_for(model.config.model_type)
-    acc, state, tokens = _zeros(model, layout), {}, 0
+    acc, state, tokens = _zeros(model, model_layout(model), ("heads",))["heads"], {}, 0
 
     def capture(i):
         def hook(module, args, output):
@@ -221,57 +242,80 @@ def _entropy(model, batches, progress) -> tuple[dict, int]:
     finally:
         for h in handles:
             h.remove()
-    return {i: v / max(tokens, 1) for i, v in acc.items()}, tokens
+    return {"heads": {i: v / max(tokens, 1) for i, v in acc.items()}}, tokens
 
 
-def _magnitude(model) -> dict:
-    layout = model_layout(model)
+def _magnitude(model, kinds) -> dict:
     family = family_for(model.config.model_type)
+    sq = lambda t: t.float().pow(2).flatten(1).sum(1)  # noqa: E731 - per-unit squared norm
     out = {}
-    for i in family.attention_layers(model):
-        w = family.head_weights(family.attention(model, i))
-        sq = lambda t: t.float().pow(2).sum((1, 2))  # noqa: E731 - per-head squared norm
-        n_q, n_kv = w["q"].shape[0], w["k"].shape[0]
-        kv_share = ((sq(w["k"]) + sq(w["v"])) / (n_q // n_kv)).repeat_interleave(n_q // n_kv)
-        out[i] = (sq(w["q"]) + sq(w["o"]) + kv_share).sqrt().double().cpu()
-    assert all(len(v) == layout.layers[i].num_heads for i, v in out.items())
+    if "heads" in kinds:
+        out["heads"] = {}
+        for i in family.attention_layers(model):
+            w = family.head_weights(family.attention(model, i))
+            n_q, n_kv = w["q"].shape[0], w["k"].shape[0]
+            kv_share = ((sq(w["k"]) + sq(w["v"])) / (n_q // n_kv)).repeat_interleave(n_q // n_kv)
+            out["heads"][i] = (sq(w["q"]) + sq(w["o"]) + kv_share).sqrt().double().cpu()
+    if "channels" in kinds:
+        out["channels"] = {i: (sq(family.channel_in_weights(family.mlp(model, i)))
+                               + sq(family.unit_out_weights(model, i, "channels"))).sqrt().double().cpu()
+                           for i in family.mlp_layers(model)}
     return out
 
 
-def _random(model, seed: int) -> dict:
+def _random(model, seed: int, kinds) -> dict:
     layout = model_layout(model)
     gen = torch.Generator().manual_seed(seed)
-    return {i: torch.rand(layout.layers[i].num_heads, generator=gen, dtype=torch.float64)
-            for i in family_for(model.config.model_type).attention_layers(model)}
+    family = family_for(model.config.model_type)
+    return {kind: {i: torch.rand(len(unit_ids(layout, i, kind)), generator=gen, dtype=torch.float64)
+                   for i in family.unit_layers(model, kind)} for kind in kinds}
 
 
-def score_heads(model: nn.Module, batches: Iterable, criterion: str, seed: int = 0,
-                progress: bool = True) -> HeadScores:
-    """Score every prunable layer's current heads with one criterion (batches: calibration split only)."""
+def score_units(model: nn.Module, batches: Iterable, criterion: str, kinds=("heads",), seed: int = 0,
+                progress: bool = True) -> dict[str, UnitScores]:
+    """Score every prunable layer's current units of the given kinds with one criterion, in one pass.
+
+    ``batches``: the calibration split only. Returns ``{kind: UnitScores}``.
+    """
     if criterion not in CRITERIA:
         raise SentinelError(f"unknown criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
+    kinds = tuple(kinds)
+    if not kinds or set(kinds) - set(UNIT_KINDS):
+        raise SentinelError(f"unit kinds must be among {', '.join(UNIT_KINDS)}, got {kinds}")
+    if criterion == "entropy" and "channels" in kinds:
+        raise SentinelError("entropy scores attention heads only; use taylor or activation for MLP channels")
     layout = model_layout(model)
     tokens = 0
     if criterion == "magnitude":
-        raw = _magnitude(model)
+        raw = _magnitude(model, kinds)
     elif criterion == "random":
-        raw = _random(model, seed)
+        raw = _random(model, seed, kinds)
     else:
         batches = list(batches)
         if not batches:
             raise SentinelError(f"criterion {criterion} needs calibration batches; got none")
         raw, tokens = {"taylor": _taylor, "activation": _activation, "entropy": _entropy}[criterion](
-            model, batches, progress)
-    layers = {i: v.numpy().astype(np.float64) for i, v in raw.items()}
-    bad = [i for i, v in layers.items() if not np.isfinite(v).all()]
-    if bad:
-        raise SentinelError(f"{criterion} scores are not finite in layer {bad[0]} (diverged model or fp16 overflow?)")
-    return HeadScores(criterion, layout, layers, tokens)
+            model, batches, progress, kinds)
+    out = {}
+    for kind in kinds:
+        layers = {i: v.numpy().astype(np.float64) for i, v in raw[kind].items()}
+        bad = [i for i, v in layers.items() if not np.isfinite(v).all()]
+        if bad:
+            raise SentinelError(f"{criterion} {kind} scores are not finite in layer {bad[0]} "
+                                "(diverged model or fp16 overflow?)")
+        out[kind] = UnitScores(criterion, layout, layers, tokens, kind)
+    return out
 
 
-def load_scores(path: str | Path, layout: HeadLayout) -> HeadScores:
-    """Read scores written by ``HeadScores.save`` back (for reports and re-selection)."""
+def score_heads(model: nn.Module, batches: Iterable, criterion: str, seed: int = 0,
+                progress: bool = True) -> UnitScores:
+    """Score every prunable layer's current attention heads (``score_units`` for heads only)."""
+    return score_units(model, batches, criterion, ("heads",), seed, progress)["heads"]
+
+
+def load_scores(path: str | Path, layout: HeadLayout) -> UnitScores:
+    """Read scores written by ``UnitScores.save`` back (for reports and re-selection)."""
     data = json.loads(Path(path).read_text())
     layers = {e["layer"]: np.asarray(e["scores"], dtype=np.float64) for e in data["layers"]}
-    return HeadScores(data["criterion"], layout, layers, data.get("tokens", 0))
+    return UnitScores(data["criterion"], layout, layers, data.get("tokens", 0), data.get("kind", "heads"))
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from forge_cuda.defrag import model_layout, set_model_layout
 from forge_cuda.families import family_for
-from forge_cuda.importance import HeadScores
+from forge_cuda.importance import UnitScores
 from forge_cuda.selection import _groups
 from sentinel.errors import LayoutError
 from sentinel.layout import HeadLayout, LayerHeads
@@ -87,7 +87,7 @@ def clone_heads(model: nn.Module, index: int, parents: Sequence[int], split: flo
     return target
 
 
-def plan_mitosis(scores: HeadScores, max_rounds: int = 1) -> dict[int, list[int]]:
+def plan_mitosis(scores: UnitScores, max_rounds: int = 1) -> dict[int, list[int]]:
     """Per layer, the best-scoring head of every kept KV group, for as many rounds as freed capacity allows."""
     layout = scores.layout
     plan = {}

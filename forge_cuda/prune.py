@@ -19,7 +19,7 @@ from torch import nn
 from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_model
 from forge_cuda.defrag import defrag, model_layout
 from forge_cuda.families import family_for
-from forge_cuda.importance import CRITERIA, NORMALIZATIONS, HeadScores, score_heads
+from forge_cuda.importance import CRITERIA, NORMALIZATIONS, UnitScores, score_heads
 from forge_cuda.selection import MODES, SCOPES, select_heads
 from sentinel.atomic import write_json
 from sentinel.errors import SentinelError
@@ -75,7 +75,7 @@ def _layer_rows(model: nn.Module, before: HeadLayout, after: HeadLayout) -> list
 
 
 def prune_model(model: nn.Module, batches: Iterable, options: PruneOptions,
-                progress: bool = True, scores: HeadScores | None = None) -> tuple[dict, HeadScores]:
+                progress: bool = True, scores: UnitScores | None = None) -> tuple[dict, UnitScores]:
     """Prune ``model`` in place; returns the report and the raw scores it was pruned by.
 
     Pass ``scores`` to prune by scores measured elsewhere (e.g. on the main process of a DDP run).

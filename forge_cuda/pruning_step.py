@@ -10,7 +10,7 @@ from torch import nn
 
 from forge_cuda.defrag import model_layout
 from forge_cuda.distributed import from_main
-from forge_cuda.importance import HeadScores, score_heads
+from forge_cuda.importance import UnitScores, score_heads
 from forge_cuda.mitosis import apply_mitosis, plan_mitosis
 from forge_cuda.prune import PruneOptions, prune_model
 
@@ -55,7 +55,7 @@ def prune_once(model: nn.Module, calibration: torch.Tensor, level: float, settin
         if on_phase:
             on_phase("prune")
         survivors = model_layout(model)
-        kept = HeadScores(scores.criterion, survivors,
+        kept = UnitScores(scores.criterion, survivors,
                           {i: _kept_scores(scores, survivors, i) for i in scores.layers}, scores.tokens)
         plan = plan_mitosis(kept, max_rounds=settings.mitosis_rounds)
         clones = sum(len(p) for p in plan.values())
@@ -64,7 +64,7 @@ def prune_once(model: nn.Module, calibration: torch.Tensor, level: float, settin
             "scores": scores.grid().tolist()}
 
 
-def _kept_scores(scores: HeadScores, survivors, i: int):
+def _kept_scores(scores: UnitScores, survivors, i: int):
     """The scores of the heads that survived in layer i, in their new physical order."""
     pos = {h: p for p, h in enumerate(scores.layout.layers[i].q_heads)}
     return scores.layers[i][[pos[h] for h in survivors.layers[i].q_heads]]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forge_cuda.importance import HeadScores
+from forge_cuda.importance import UnitScores
 from sentinel.errors import SentinelError
 from sentinel.layout import HeadLayout, LayerHeads
 
@@ -96,7 +96,7 @@ def _pick_layer(shapes: list[Shape], requested: int) -> Shape:
     return min(shapes, key=lambda s: (abs(s.removed - requested), s.removed, -s.value))
 
 
-def select_heads(scores: HeadScores, level: float, mode: str = "auto", min_heads: int = 1,
+def select_heads(scores: UnitScores, level: float, mode: str = "auto", min_heads: int = 1,
                  scope: str = "global") -> Selection:
     """Remove about ``level`` of the current query heads (of the prunable layers), lowest scores first."""
     if not 0.0 <= level < 1.0:

@@ -13,7 +13,8 @@ from typing import Any, Mapping
 
 from sentinel.errors import LayoutError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # v2 adds pruned MLP channels; a v1 block is a valid v2 block
 LAYOUT_KEY = "sentinel_layout"
 
 
@@ -50,7 +51,9 @@ def attention_shape(config: Mapping[str, Any]) -> AttentionShape:
         raise LayoutError("config.json lacks num_hidden_layers/num_attention_heads/hidden_size")
     n_kv = cfg.get("num_key_value_heads") or n_heads
     head_dim = cfg.get("head_dim") or hidden // n_heads
-    inter = cfg.get("intermediate_size", cfg.get("n_inner"))
+    inter = cfg.get("intermediate_size") or cfg.get("n_inner")
+    if inter is None and config.get("model_type") == "gpt2":
+        inter = 4 * int(hidden)  # GPT-2's n_inner=None means 4 * n_embd
     return AttentionShape(int(n_layers), int(n_heads), int(n_kv), int(head_dim), int(hidden),
                           int(inter) if inter else None)
 
@@ -111,6 +114,17 @@ class HeadLayout:
     def kv_counts(self) -> list[int]:
         return [layer.num_kv_heads for layer in self.layers]
 
+    @property
+    def mlp_widths(self) -> list[int | None]:
+        """Kept intermediate channels per layer (the base width where unpruned; None if unknown)."""
+        return [len(l.mlp_channels) if l.mlp_channels is not None else self.base.intermediate_size
+                for l in self.layers]
+
+    def channels(self, index: int) -> tuple[int, ...]:
+        """Original indices of the MLP channels layer ``index`` keeps, in physical order."""
+        kept = self.layers[index].mlp_channels
+        return kept if kept is not None else tuple(range(self.base.intermediate_size or 0))
+
     def kv_group(self, layer: LayerHeads, q: int) -> int:
         """The original KV head whose keys/values a query head attends with."""
         return layer.origin(q) // self.base.group_size
@@ -141,8 +155,11 @@ class HeadLayout:
     def summary(self) -> str:
         """One line for logs and reports: kept heads of the whole model."""
         q, kv = sum(self.q_counts), sum(self.kv_counts)
-        return (f"{q}/{self.base.num_heads * self.base.num_layers} query heads, "
-                f"{kv}/{self.base.num_kv_heads * self.base.num_layers} KV heads kept")
+        text = (f"{q}/{self.base.num_heads * self.base.num_layers} query heads, "
+                f"{kv}/{self.base.num_kv_heads * self.base.num_layers} KV heads")
+        if any(l.mlp_channels is not None for l in self.layers):
+            text += f", {sum(self.mlp_widths)}/{self.base.intermediate_size * self.base.num_layers} MLP channels"
+        return text + " kept"
 
 
 def _validate_layer(layout: HeadLayout, i: int, layer: LayerHeads) -> None:
@@ -203,9 +220,9 @@ def _validate_channels(where: str, channels: tuple[int, ...], size: int | None) 
 def layout_from_dict(block: Mapping[str, Any], base: AttentionShape) -> HeadLayout:
     """Parse (and validate) a ``sentinel_layout`` block against the base geometry."""
     version = block.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise LayoutError(f"unsupported sentinel_layout format_version {version!r} "
-                          f"(this Sentinel reads version {FORMAT_VERSION})")
+                          f"(this Sentinel reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     for key, value in (("base_num_attention_heads", base.num_heads),
                        ("base_num_key_value_heads", base.num_kv_heads)):
         if block.get(key, value) != value:

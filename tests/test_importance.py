@@ -62,7 +62,7 @@ def test_scores_follow_an_irregular_layout_with_nan_for_removed_heads(tmp_path):
     assert np.isnan(grid[0, [0, 2, 4, 6]]).all() and np.isfinite(grid[0, [1, 3, 5, 7]]).all()
     path = scores.save(tmp_path)
     saved = json.loads(path.read_text())
-    assert saved["layers"][0]["heads"] == [1, 3, 5, 7]
+    assert saved["layers"][0]["units"] == [1, 3, 5, 7] and saved["kind"] == "heads"
     np.testing.assert_array_equal(np.load(tmp_path / "scores_activation.npy"), grid)
     again = load_scores(path, layout)
     np.testing.assert_allclose(again.layers[0], scores.layers[0])

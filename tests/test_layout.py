@@ -77,9 +77,25 @@ def test_missing_layer_is_rejected():
 
 def test_unsupported_format_version_is_rejected():
     cfg = write_layout(dict(CONFIG), HeadLayout.full(BASE))
-    cfg[LAYOUT_KEY]["format_version"] = 2
-    with pytest.raises(LayoutError, match="unsupported sentinel_layout format_version 2"):
+    cfg[LAYOUT_KEY]["format_version"] = 3
+    with pytest.raises(LayoutError, match="unsupported sentinel_layout format_version 3"):
         read_layout(cfg)
+
+
+def test_version_1_blocks_still_read():
+    """Folders written before MLP pruning (format v1) load unchanged."""
+    layout = HeadLayout.full(BASE).replace_layer(1, LayerHeads((0, 1, 4, 5), (0, 2)))
+    cfg = write_layout(dict(CONFIG), layout)
+    cfg[LAYOUT_KEY]["format_version"] = 1
+    assert read_layout(cfg) == layout
+
+
+def test_mlp_widths_follow_kept_channels():
+    layer = HeadLayout.full(BASE).layers[0]
+    layout = HeadLayout.full(BASE).replace_layer(2, LayerHeads(layer.q_heads, layer.kv_heads, mlp_channels=(1, 5, 9)))
+    again = read_layout(write_layout(dict(CONFIG), layout))
+    assert again.mlp_widths == [BASE.intermediate_size, BASE.intermediate_size, 3]
+    assert again.channels(2) == (1, 5, 9) and len(again.channels(0)) == BASE.intermediate_size
 
 
 def test_base_counts_must_match_config():

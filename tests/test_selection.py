@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from forge_cuda.importance import HeadScores
+from forge_cuda.importance import UnitScores
 from forge_cuda.selection import layer_shapes, select_heads
 from sentinel.errors import SentinelError
 from sentinel.layout import AttentionShape, HeadLayout, LayerHeads
@@ -15,7 +15,7 @@ BASE = AttentionShape(num_layers=3, num_heads=8, num_kv_heads=4, head_dim=16, hi
 
 def scores_for(values, layout=None, criterion="test"):
     layout = layout or HeadLayout.full(BASE)
-    return HeadScores(criterion, layout, {i: np.asarray(v, dtype=float) for i, v in enumerate(values)})
+    return UnitScores(criterion, layout, {i: np.asarray(v, dtype=float) for i, v in enumerate(values)})
 
 
 def random_scores(seed=0, layout=None):
