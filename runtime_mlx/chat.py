@@ -43,12 +43,14 @@ class TurnStats:
     peak_memory_gb: float = 0.0
     cached_tokens: int = 0
     finish_reason: Optional[str] = None
+    compute_dtype: str = ""  # what the matmuls ran in (float32 on a CPU backend by default)
 
     def line(self) -> str:
         line = (f"prompt: {self.prompt_tokens} new tokens, {self.prompt_tps:.1f} tok/s | "
                 f"decode: {self.generation_tokens} tokens, {self.generation_tps:.1f} tok/s | "
                 f"peak memory: {self.peak_memory_gb:.3f} GB")
-        return line + (f" | cache: {self.cached_tokens} tokens" if self.cached_tokens else "")
+        line += f" | cache: {self.cached_tokens} tokens" if self.cached_tokens else ""
+        return line + (f" | compute: {self.compute_dtype}" if self.compute_dtype else "")
 
 
 @dataclass
@@ -58,6 +60,9 @@ class ChatSession:
     system: Optional[str] = None
     sampling: Sampling = field(default_factory=Sampling)
     max_kv_size: Optional[int] = None
+    context: Optional[int] = None  # the model's context; longer conversations are refused or truncated
+    long_prompt: str = "refuse"  # or "truncate": drop the oldest turns until the conversation fits
+    compute_dtype: str = ""
 
     def __post_init__(self):
         if self.sampling.seed is not None:
@@ -73,7 +78,7 @@ class ChatSession:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
         self.cache = make_prompt_cache(self.model, self.max_kv_size)
         self.cached: list[int] = []  # the tokens whose keys/values the cache holds
-        self.stats = TurnStats()
+        self.stats = TurnStats(compute_dtype=self.compute_dtype)
 
     @property
     def cache_offset(self) -> int:
@@ -84,6 +89,25 @@ class ChatSession:
             return list(self.tokenizer.apply_chat_template(self.messages, add_generation_prompt=True))
         text = "\n".join(m["content"] for m in self.messages) + "\n"  # base models: plain transcript
         return list(self.tokenizer.encode(text))
+
+    def _fit(self) -> list[int]:
+        """The rendered conversation, within the context (a rotating cache has no bound): drop the
+        oldest turns (truncate) or refuse the new message (the conversation stays as it was)."""
+        from sentinel.errors import SentinelError
+
+        prompt = self._render()
+        if self.context is None or self.max_kv_size is not None:
+            return prompt
+        first = 1 if self.system else 0
+        while len(prompt) >= self.context and self.long_prompt == "truncate" and len(self.messages) > first + 1:
+            del self.messages[first: first + 2]  # the oldest user message and its reply
+            prompt = self._render()
+        if len(prompt) >= self.context:
+            self.messages.pop()
+            raise SentinelError(f"the conversation is {len(prompt)} tokens, the model's context is {self.context}: "
+                                + ("this message alone is too long" if self.long_prompt == "truncate"
+                                   else "/reset, or start chat with --long-prompt truncate"))
+        return prompt
 
     def _new_tokens(self, prompt: list[int]) -> list[int]:
         """Trim the cache to the part of ``prompt`` it already holds; return what must be prefilled."""
@@ -115,7 +139,7 @@ class ChatSession:
         from mlx_lm.generate import stream_generate
 
         self.messages.append({"role": "user", "content": text})
-        prompt = self._render()
+        prompt = self._fit()
         new = self._new_tokens(prompt)
         reply_tokens: list[int] = []
         pieces: list[str] = []
@@ -131,4 +155,4 @@ class ChatSession:
         if response is not None:
             self.stats = TurnStats(len(new), response.prompt_tps, response.generation_tokens,
                                    response.generation_tps, response.peak_memory, self.cache_offset,
-                                   response.finish_reason)
+                                   response.finish_reason, self.compute_dtype)

@@ -11,8 +11,10 @@ import glob
 from pathlib import Path
 
 from sentinel.errors import SentinelError
+from runtime_mlx.models import FAMILIES
 from sentinel.models import EMBEDDED
 from sentinel.paths import mlx_dir
+from sentinel.validate import check_model_folder, model_context as config_context, read_config
 
 
 def convert_hint(name: str) -> str:
@@ -40,11 +42,51 @@ def resolve_mlx_folder(model: str | Path) -> Path:
     if not glob.glob(str(path / "model*.safetensors")):
         raise SentinelError(f"{path} is not a converted MLX folder (no model*.safetensors): "
                             f"run `{convert_hint(name)}`")
+    check_model_folder(path, FAMILIES)
     return path
 
 
-def load_model(path: str | Path, lazy: bool = True, strict: bool = True):
-    """Build our model class for the folder and load its weights (lazily by default)."""
+def model_context(folder: str | Path) -> int | None:
+    """The model's context length from its (validated) config.json, when it states one."""
+    return config_context(read_config(Path(folder)))
+
+
+def compute_dtype(model) -> str:
+    """The floating dtype most of the model's parameters hold (what its matmuls run in)."""
+    from collections import Counter
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    floats = Counter(v.dtype for _, v in tree_flatten(model.parameters()) if mx.issubdtype(v.dtype, mx.floating))
+    return str(floats.most_common(1)[0][0]).removeprefix("mlx.core.") if floats else "float32"
+
+
+def on_cpu() -> bool:
+    import mlx.core as mx
+
+    return mx.default_device().type == mx.DeviceType.cpu
+
+
+def use_compute_dtype(model, config: dict, keep_dtype: bool = False) -> str:
+    """On MLX's CPU backend, compute a dense fp16/bf16 model in float32 unless ``keep_dtype``.
+
+    MLX's CPU half-precision matmuls are several times slower than float32 through BLAS
+    (docs/RUNTIME.md has the numbers); on Metal and CUDA nothing changes. Quantized
+    models keep their stored dtype. Returns the dtype the model now computes in.
+    """
+    import mlx.core as mx
+
+    stored = compute_dtype(model)
+    if keep_dtype or not on_cpu() or config.get("quantization") or stored not in ("float16", "bfloat16"):
+        return stored
+    model.set_dtype(mx.float32)
+    return "float32"
+
+
+def load_model(path: str | Path, lazy: bool = True, strict: bool = True, keep_dtype: bool = False):
+    """Build our model class for the folder and load its weights (lazily by default); on a CPU
+    backend an fp16/bf16 model computes in float32 unless ``keep_dtype`` (``use_compute_dtype``)."""
     from mlx_lm.utils import load_model as mlx_load_model
 
     from runtime_mlx.models import get_model_classes
@@ -58,14 +100,24 @@ def load_model(path: str | Path, lazy: bool = True, strict: bool = True):
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise SentinelError(f"{folder}: weights do not fit the model in config.json ({first}); "
                             f"is it a converted MLX folder? (`{convert_hint(folder)}`)") from None
+    use_compute_dtype(model, read_config(folder), keep_dtype)
     return model
 
 
-def load(path: str | Path, lazy: bool = True):
-    """(model, tokenizer) like ``mlx_lm.load``; the tokenizer is mlx-lm's TokenizerWrapper."""
-    from mlx_lm.utils import load_config, load_tokenizer
+def load_tokenizer(folder: Path, tokenizer_config: dict | None = None):
+    """mlx-lm's TokenizerWrapper for the folder, or one line when its tokenizer files are unusable."""
+    from mlx_lm.utils import load_tokenizer as mlx_load_tokenizer
 
+    eos = read_config(folder).get("eos_token_id")
+    try:
+        return mlx_load_tokenizer(folder, tokenizer_config, eos_token_ids=eos)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise SentinelError(f"{folder}: cannot load its tokenizer ({first})") from None
+
+
+def load(path: str | Path, lazy: bool = True, keep_dtype: bool = False):
+    """(model, tokenizer) like ``mlx_lm.load``; the tokenizer is mlx-lm's TokenizerWrapper."""
     folder = resolve_mlx_folder(path)
-    model = load_model(folder, lazy=lazy)
-    eos = load_config(folder).get("eos_token_id")
-    return model, load_tokenizer(folder, eos_token_ids=eos)
+    model = load_model(folder, lazy=lazy, keep_dtype=keep_dtype)
+    return model, load_tokenizer(folder)

@@ -5,40 +5,130 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from sentinel.errors import SentinelError
 
 
-@contextlib.contextmanager
-def atomic_dir(target: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temp folder beside ``target``; rename it into place only on success.
-
-    On any exception the temp folder is removed and ``target`` is untouched.
-    """
-    target = Path(target)
-    if target.exists() and not force:
-        raise SentinelError(f"output {target} already exists (use --force to replace it)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+def _file_mode(mode: int) -> int:
+    """``mode`` less the process umask (what open() would give), so every output has the same mode."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would surprise users of the final folder
+    return mode & ~umask
+
+
+def check_output_dir(target: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
+                     force: bool = False) -> Path:
+    """Refuse an output folder that cannot or must not be written, before any work starts.
+
+    Refused: a target that is, contains or lies inside one of ``inputs`` (a command may
+    never replace its own input, even with --force); a target below a regular file; an
+    existing target without ``force``; an existing target that is not a folder.
+    """
+    target = Path(target).expanduser()
+    resolved = target.resolve()
+    for source in inputs:
+        src = Path(source).expanduser().resolve()
+        if resolved == src or src in resolved.parents or resolved in src.parents:
+            raise SentinelError(f"output {target} would overwrite the input {source}; choose another --out")
+    for parent in resolved.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise SentinelError(f"cannot create {target}: {parent} is a file, not a folder")
+            break
+    if target.exists() or target.is_symlink():
+        if not target.is_dir():
+            raise SentinelError(f"output {target} exists and is not a folder")
+        if not force:
+            raise SentinelError(f"output {target} already exists (use --force to replace it)")
+    return target
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_temps(target: str | os.PathLike) -> list[Path]:
+    """Remove ``.<name>.tmp-<pid>-*`` / ``.<name>.old-<pid>`` left beside ``target`` by killed runs.
+
+    A temp is stale when the process that made it is gone (or, for names without a pid from
+    older versions, always). Returns what was removed.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:tmp|old)-(?:(\d+)(?:-.*)?|[a-z0-9_]{{8}})$")
+    removed = []
+    for path in target.parent.iterdir():
+        found = pattern.match(path.name)
+        if not found or (found.group(1) and _pid_alive(int(found.group(1)))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, force: bool = False,
+               inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Yield a temp folder beside ``target``; rename it into place only on success.
+
+    On any exception (SIGTERM included: the CLI turns it into SystemExit) the temp folder
+    is removed and ``target`` is untouched; temps of earlier killed runs are removed first.
+    """
+    target = check_output_dir(target, inputs, force)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SentinelError(f"cannot create {target.parent} ({e.strerror or e})") from None
+    clean_stale_temps(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    os.chmod(tmp, _file_mode(0o777))  # mkdtemp's 0700 would surprise users of the final folder
     try:
         yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+            try:
+                tmp.rename(target)
+            except BaseException:
+                old.rename(target)  # put the previous result back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        tmp.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(target)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write text atomically (temp file + os.replace) with the mode a plain open() would give."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, _file_mode(0o666))  # mkstemp's 0600 would differ from every other output
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -52,9 +142,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide config.json from other users
+        os.chmod(tmp, _file_mode(0o666))  # mkstemp's 0600 would hide config.json from other users
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

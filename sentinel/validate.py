@@ -1,0 +1,134 @@
+"""Validation at the edge: is this folder a model Sentinel can read? Checked once, before any work.
+
+Every command that opens a model folder goes through ``check_model_folder``:
+config.json is a JSON object whose geometry keys are positive integers, the
+family is one the caller supports, the head layout is valid, and the weights
+are present and sane safetensors (``sentinel.weights.read_header``: header
+length bounded by the file, every tensor's bytes inside the file). A failure is
+a ``SentinelError`` naming the file and the problem, which the CLI prints as
+one ``error:`` line. Pure Python: no torch, no mlx.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Collection, Mapping, Optional
+
+from sentinel.errors import SentinelError
+
+# (key, alternative key used by gpt2-style configs); required in every supported family.
+REQUIRED_INTS = (("num_hidden_layers", "n_layer"), ("num_attention_heads", "n_head"), ("hidden_size", "n_embd"),
+                 ("vocab_size", None))
+OPTIONAL_INTS = ("num_key_value_heads", "head_dim", "intermediate_size", "n_inner", "max_position_embeddings",
+                 "n_positions")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A folder that passed validation: its path, config and weight files (possibly none)."""
+
+    path: Path
+    config: dict
+    weight_files: tuple[Path, ...]
+
+    @property
+    def context(self) -> Optional[int]:
+        return model_context(self.config)
+
+
+def read_config(folder: Path) -> dict:
+    """config.json of ``folder`` as a dict, or one line saying why it cannot be."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise SentinelError(f"{folder} is not a model folder (no config.json)")
+    try:
+        config = json.loads(path.read_bytes())
+    except PermissionError:
+        raise SentinelError(f"cannot read {path} (permission denied)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SentinelError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise SentinelError(f"{path} must hold a JSON object, not a {type(config).__name__}")
+    return config
+
+
+def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    inner = config.get("text_config")
+    return inner if isinstance(inner, Mapping) else config
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_config(config: Mapping[str, Any], where: str, families: Optional[Collection[str]] = None) -> None:
+    """Family supported (when ``families`` is given), geometry keys positive integers, layout valid."""
+    model_type = config.get("model_type")
+    if families is not None and model_type not in families:
+        raise SentinelError(f"{where}: unsupported model family {model_type!r}; supported: "
+                            f"{', '.join(sorted(families))}")
+    cfg = _text_config(config)
+    for key, alt in REQUIRED_INTS:
+        name = key if key in cfg or alt is None or alt not in cfg else alt
+        if name not in cfg:
+            raise SentinelError(f"{where}: config.json lacks {key!r}")
+        if not _positive_int(cfg[name]):
+            raise SentinelError(f"{where}: config.json {name!r} must be a positive integer, got {cfg[name]!r}")
+    for key in OPTIONAL_INTS:
+        if cfg.get(key) is not None and not _positive_int(cfg[key]):
+            raise SentinelError(f"{where}: config.json {key!r} must be a positive integer, got {cfg[key]!r}")
+    heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+    kv = cfg.get("num_key_value_heads") or heads
+    if heads % kv:
+        raise SentinelError(f"{where}: config.json has {heads} attention heads, not a multiple of {kv} KV heads")
+    hidden = cfg.get("hidden_size", cfg.get("n_embd"))
+    if cfg.get("head_dim") is None and hidden % heads:
+        raise SentinelError(f"{where}: config.json hidden size {hidden} is not divisible by {heads} heads "
+                            "(and no head_dim is given)")
+    from sentinel.layout import read_layout
+
+    read_layout(config)  # LayoutError (a SentinelError) names the broken rule
+
+
+def model_context(config: Mapping[str, Any]) -> Optional[int]:
+    """The longest sequence the model was built for (max_position_embeddings / n_positions), if stated."""
+    cfg = _text_config(config)
+    for key in ("max_position_embeddings", "n_positions"):
+        if _positive_int(cfg.get(key)):
+            return int(cfg[key])
+    return None
+
+
+def check_weights(folder: Path, required: bool = True) -> tuple[Path, ...]:
+    """The folder's safetensors files, each checked; pickle-only folders are refused."""
+    from sentinel.weights import read_header, weight_files
+
+    folder = Path(folder)
+    has_index = (folder / "model.safetensors.index.json").exists()
+    if not has_index and not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise SentinelError(f"{folder} holds only pickle weights ({pickles[0]}); Sentinel reads safetensors "
+                                "(re-save the model with save_pretrained(safe_serialization=True))")
+        if required:
+            raise SentinelError(f"{folder} has no safetensors weights")
+        return ()
+    files = tuple(weight_files(folder))
+    for file in files:
+        read_header(file)
+    return files
+
+
+def check_model_folder(model: str | Path, families: Optional[Collection[str]] = None,
+                       weights_required: bool = True) -> ModelFolder:
+    """The single check every command runs on a model folder before using it."""
+    folder = Path(model)
+    if not folder.is_dir():
+        raise SentinelError(f"model folder {folder} not found" if not folder.exists()
+                            else f"{folder} is not a model folder")
+    config = read_config(folder)
+    check_config(config, str(folder), families)
+    return ModelFolder(folder, config, check_weights(folder, weights_required))
