@@ -46,7 +46,7 @@ def main() -> None:
     from forge_cuda.defrag import model_layout
     from forge_cuda.evaluate import perplexity
     from forge_cuda.pruning_step import PruneSettings, prune_once
-    from forge_cuda.train import TrainConfig, train_lora
+    from forge_cuda.train import TrainConfig, train_model
     from sentinel.atomic import write_json
     from sentinel.models import resolve_model
 
@@ -100,7 +100,7 @@ def main() -> None:
             del model
 
     if result["control"] is None:
-        control, stats = train_lora(copy.deepcopy(base), splits.train, train_cfg, progress=False)
+        control, stats = train_model(copy.deepcopy(base), splits.train, train_cfg, progress=False)
         result["control"] = row(control, name="LoRA-only control", train=stats)
         save()
         del control
@@ -112,7 +112,7 @@ def main() -> None:
         model = copy.deepcopy(base)
         prune_once(model, splits.calibration, args.recovery_level, PruneSettings(criterion=best["criterion"]),
                    progress=False)
-        model, stats = train_lora(model, splits.train, train_cfg, progress=False)
+        model, stats = train_model(model, splits.train, train_cfg, progress=False)
         result["recovered"].append(row(model, criterion=best["criterion"], level=args.recovery_level,
                                        one_shot_ppl=best["ppl"], train=stats))
         save()

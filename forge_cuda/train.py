@@ -1,7 +1,9 @@
-"""Domain LoRA training with peft: mixed precision on CUDA, fp32 on CPU, merged after every run.
+"""Training for every forge stage: LoRA (peft, merged afterwards) or all parameters, on labels or a teacher.
 
-Merging the adapters back into the weights before each pruning step is what
-lets defrag act on the weights the model actually uses.
+Mixed precision on CUDA, fp32 on CPU. Merging LoRA adapters back into the weights
+before each pruning step is what lets defrag act on the weights the model actually
+uses. With a ``teacher`` the loss is logit distillation (forge_cuda.distill); the
+teacher runs without gradients, in the autocast dtype on a GPU.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
+
+from forge_cuda.distill import distill_loss
+from sentinel.errors import SentinelError
+
+TRAINABLE = ("lora", "full")
 
 
 @dataclass
@@ -33,6 +40,10 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     seed: int = 0
+    trainable: str = "lora"  # lora (adapters, merged afterwards) | full (every parameter)
+    distill_temperature: float = 1.0
+    distill_alpha: float = 1.0  # weight of the KL term; 1 - alpha goes to the label loss
+    distill_top_k: int | None = None  # match only the teacher's top-k tokens (cache-sized teacher)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,20 +91,21 @@ def _batches(windows: torch.Tensor, batch_size: int, seed: int):
             yield windows[order]
 
 
-def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: str = "train",
-               on_step: Callable[[dict], None] | None = None, progress: bool = True,
-               tier: str = "full", device: torch.device | None = None) -> tuple[nn.Module, dict]:
-    """Train LoRA adapters on [n, T] windows, merge them, and return the plain model plus stats.
-
-    ``tier="nf4"`` trains on a 4-bit copy on ``device`` and merges the deltas into
-    ``model`` (the real weights), which may stay on the CPU.
-    """
+def _wrap(model: nn.Module, cfg: TrainConfig, tier: str, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """(module to train, the LoRA base or None): peft adapters, or the model itself with every weight trainable."""
     from peft import get_peft_model, prepare_model_for_kbit_training
-    from transformers import get_cosine_schedule_with_warmup
 
-    torch.manual_seed(cfg.seed)
-    device = device or next(model.parameters()).device
-    precision = resolve_precision(cfg.precision, device)
+    if cfg.trainable not in TRAINABLE:
+        raise SentinelError(f"unknown trainable mode {cfg.trainable!r}; choose from {', '.join(TRAINABLE)}")
+    if cfg.trainable == "full":
+        if tier == "nf4":
+            raise SentinelError("--train full updates every weight, which a 4-bit (nf4) base cannot hold; "
+                                "use --train lora with --tier nf4")
+        if cfg.gradient_checkpointing:
+            _enable_checkpointing(model)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model, None
     base = model
     if tier == "nf4":
         from forge_cuda.nf4 import quantized_copy
@@ -103,7 +115,32 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
     elif cfg.gradient_checkpointing:
         _enable_checkpointing(model)
         model.enable_input_require_grads()
-    peft_model = get_peft_model(base, lora_config(cfg))
+    return get_peft_model(base, lora_config(cfg)), base
+
+
+def _teacher_logits(teacher: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return teacher(input_ids=batch.to(next(teacher.parameters()).device)).logits.to(batch.device)
+
+
+def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: str = "train",
+                on_step: Callable[[dict], None] | None = None, progress: bool = True,
+                tier: str = "full", device: torch.device | None = None,
+                teacher: nn.Module | None = None) -> tuple[nn.Module, dict]:
+    """Train on [n, T] windows and return the plain model (LoRA merged) plus stats.
+
+    ``teacher``: distil its logits (KL, ``cfg.distill_*``) instead of training on labels alone.
+    ``tier="nf4"`` trains LoRA on a 4-bit copy on ``device`` and merges the deltas into
+    ``model`` (the real weights), which may stay on the CPU.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    torch.manual_seed(cfg.seed)
+    device = device or next(model.parameters()).device
+    precision = resolve_precision(cfg.precision, device)
+    peft_model, base = _wrap(model, cfg, tier, device)
+    if teacher is not None:
+        teacher.eval()
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     # accelerate does autocast, the fp16 grad scaler and, under a launcher, DDP; we place devices ourselves.
     accelerator = Accelerator(mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
@@ -115,13 +152,19 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
     batches = _batches(shard, cfg.batch_size, cfg.seed)
     peft_model.train()
     losses, tokens, start = [], 0, time.perf_counter()
+    use_labels = teacher is None or cfg.distill_alpha < 1.0
     bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
     for step in bar:
         step_loss = 0.0
         for _ in range(cfg.grad_accum):
             batch = next(batches).to(device)
             with accelerator.autocast():
-                loss = ddp_model(input_ids=batch, labels=batch).loss / cfg.grad_accum
+                out = ddp_model(input_ids=batch, labels=batch if use_labels else None)
+                loss = out.loss
+                if teacher is not None:
+                    loss = distill_loss(out.logits, _teacher_logits(teacher, batch), cfg.distill_temperature,
+                                        cfg.distill_alpha, out.loss, cfg.distill_top_k)
+                loss = loss / cfg.grad_accum
             accelerator.backward(loss)
             step_loss += loss.item()
             tokens += batch[:, 1:].numel()
@@ -138,7 +181,9 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
             on_step(info)
     del ddp_model, optimizer
     accelerator.free_memory()
-    if tier == "nf4":
+    if cfg.trainable == "full":
+        merged = model
+    elif tier == "nf4":
         from forge_cuda.nf4 import merge_lora_into
 
         merge_lora_into(model, peft_model)
@@ -155,5 +200,6 @@ def train_lora(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: 
     stats = {"steps": cfg.steps, "precision": precision, "tokens": tokens, "seconds": seconds,
              "tokens_per_s": tokens / seconds if seconds else math.nan,
              "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-             "trainable_params": sum(p.numel() for p in trainable)}
+             "trainable_params": sum(p.numel() for p in trainable), "trainable": cfg.trainable,
+             "loss": "distill" if teacher is not None else "labels"}
     return merged, stats

@@ -9,7 +9,7 @@ import torch
 from forge_cuda.evaluate import perplexity
 from forge_cuda.status import Status
 from forge_cuda.tiers import GiB, choose_tier
-from forge_cuda.train import TrainConfig, train_lora
+from forge_cuda.train import TrainConfig, train_model
 from sentinel.errors import SentinelError
 from tiny import tiny_model
 
@@ -27,7 +27,7 @@ def test_lora_training_lowers_loss_and_merges_into_plain_weights():
     before = perplexity(model, windows, progress=False)["loss"]
     w0 = model.model.layers[0].self_attn.q_proj.weight.clone()
     cfg = TrainConfig(steps=25, batch_size=4, lr=5e-3, warmup_steps=2, lora_rank=8, lora_dropout=0.0)
-    merged, stats = train_lora(model, windows, cfg, progress=False)
+    merged, stats = train_model(model, windows, cfg, progress=False)
     after = perplexity(merged, windows, progress=False)["loss"]
     assert after < before - 0.5, (before, after)
     assert type(merged).__name__ == "LlamaForCausalLM"
@@ -38,17 +38,17 @@ def test_lora_training_lowers_loss_and_merges_into_plain_weights():
 
 def test_training_is_reproducible_with_a_seed():
     cfg = TrainConfig(steps=5, batch_size=4, lr=1e-3, lora_rank=4)
-    a, _ = train_lora(tiny_model("qwen2"), repetitive_windows(), cfg, progress=False)
-    b, _ = train_lora(tiny_model("qwen2"), repetitive_windows(), cfg, progress=False)
+    a, _ = train_model(tiny_model("qwen2"), repetitive_windows(), cfg, progress=False)
+    b, _ = train_model(tiny_model("qwen2"), repetitive_windows(), cfg, progress=False)
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
         assert torch.equal(p, q), n
 
 
 def test_gradient_checkpointing_gives_the_same_weights():
     cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lora_rank=4, lora_dropout=0.0)
-    plain, _ = train_lora(tiny_model("llama"), repetitive_windows(), cfg, progress=False)
+    plain, _ = train_model(tiny_model("llama"), repetitive_windows(), cfg, progress=False)
     cfg.gradient_checkpointing = True
-    ckpt, _ = train_lora(tiny_model("llama"), repetitive_windows(), cfg, progress=False)
+    ckpt, _ = train_model(tiny_model("llama"), repetitive_windows(), cfg, progress=False)
     for (n, p), (_, q) in zip(plain.named_parameters(), ckpt.named_parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
 
@@ -72,7 +72,7 @@ def test_nf4_training_merges_into_master_weights():
     model = tiny_model("llama")
     w0 = model.model.layers[0].mlp.up_proj.weight.clone()
     cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lora_rank=4)
-    merged, stats = train_lora(model, repetitive_windows(), cfg, tier="nf4", device=torch.device("cuda"),
+    merged, stats = train_model(model, repetitive_windows(), cfg, tier="nf4", device=torch.device("cuda"),
                                progress=False)
     assert merged is model and not torch.equal(model.model.layers[0].mlp.up_proj.weight, w0)
 
