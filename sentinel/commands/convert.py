@@ -1,4 +1,4 @@
-"""``sentinel convert CKPT --to mlx``: a forged or plain checkpoint -> an MLX model folder."""
+"""``sentinel convert CKPT --to mlx|gguf``: a forged or plain checkpoint -> an MLX folder or a GGUF file."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import click
 
 @click.command("convert")
 @click.argument("checkpoint")
-@click.option("--to", "target", type=click.Choice(["mlx"]), default="mlx", show_default=True,
-              help="Output format.")
+@click.option("--to", "target", type=click.Choice(["mlx", "gguf"]), default="mlx", show_default=True,
+              help="Output format: an MLX folder, or one GGUF file for llama.cpp / Ollama / LM Studio.")
 @click.option("--out", type=click.Path(), default=None,
-              help="Output folder [default: $SENTINEL_HOME/mlx/<name>-<dtype>[-q<bits>]].")
+              help="Output folder (mlx) or .gguf file [default: $SENTINEL_HOME/mlx/<name>-<dtype>[-q<bits>] or "
+                   "$SENTINEL_HOME/gguf/<name>-<outtype>.gguf].")
+@click.option("--outtype", type=click.Choice(["f32", "f16", "bf16", "q8_0"]), default=None,
+              help="GGUF tensor type (--to gguf) [default: f16]; 1-D tensors stay f32.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16",
               show_default=True, help="Dtype of the weights (and of quantization scales).")
 @click.option("--quantize", type=click.Choice(["4", "8"]), default=None,
@@ -22,11 +25,17 @@ import click
 @click.option("--force", is_flag=True, help="Replace the output folder if it exists.")
 @click.option("--verify", is_flag=True,
               help="Compare logits of the source (torch) and the result (MLX); exit 1 above tolerance.")
-def convert(checkpoint: str, target: str, out: str | None, dtype: str, quantize: str | None,
+def convert(checkpoint: str, target: str, out: str | None, outtype: str | None, dtype: str, quantize: str | None,
             group_size: str, force: bool, verify: bool) -> None:
-    """Convert CHECKPOINT (folder or embedded model name) into an MLX folder, tensor by tensor."""
+    """Convert CHECKPOINT (folder or embedded model name) into an MLX folder or a GGUF file, tensor by tensor."""
     from sentinel.errors import SentinelError
     from sentinel.models import resolve_model
+
+    if target == "gguf":
+        _gguf(click.get_current_context(), checkpoint, out, outtype or "f16", force)
+        return
+    if outtype is not None:
+        raise SentinelError("--outtype applies to --to gguf; for MLX use --dtype and --quantize")
 
     try:
         from convert import convert_to_mlx, verify_conversion
@@ -48,6 +57,26 @@ def convert(checkpoint: str, target: str, out: str | None, dtype: str, quantize:
                    f"{'ok' if r['ok'] else 'FAILED'}")
         if not r["ok"]:
             sys.exit(1)
+
+
+def _gguf(ctx: click.Context, checkpoint: str, out: str | None, outtype: str, force: bool) -> None:
+    from click.core import ParameterSource
+
+    from sentinel.errors import SentinelError
+    from sentinel.models import resolve_model
+
+    mlx_only = [f"--{n.replace('_', '-')}" for n in ("dtype", "quantize", "group_size", "verify")
+                if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT]
+    if mlx_only:
+        raise SentinelError(f"{', '.join(mlx_only)} applies to --to mlx; GGUF takes --outtype f32|f16|bf16|q8_0")
+    try:
+        from convert.to_gguf import convert_to_gguf, modelfile_path
+    except ImportError as e:
+        raise SentinelError(f"sentinel convert --to gguf needs the gguf package ({e}); "
+                            "install it with `pip install gguf`") from None
+    path = convert_to_gguf(resolve_model(checkpoint), out, outtype=outtype, force=force, progress=True)
+    click.echo(str(path))
+    click.echo(f"Ollama: ollama create NAME -f {modelfile_path(path)}")
 
 
 COMMANDS = [convert]
