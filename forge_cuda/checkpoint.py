@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors import SafetensorError
 from torch import nn
 
+from forge_cuda import wrappers
 from forge_cuda.defrag import model_layout
 from forge_cuda.families import family_for
 from sentinel.atomic import atomic_dir
@@ -72,10 +73,12 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
     from transformers import AutoConfig, GenerationConfig
 
     path = Path(path)
-    raw = read_config(path)
+    source_raw = read_config(path)
+    wrapper = wrappers.detect(source_raw)  # multimodal folder: load the text model inside it
+    raw = wrapper.text_config(source_raw) if wrapper else source_raw
     layout = read_layout(raw)
     family_for(raw.get("model_type", "?"))
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.for_model(**raw) if wrapper else AutoConfig.from_pretrained(path)
     model = build_empty(config, layout, dtype, attn_implementation)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
@@ -85,10 +88,13 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
         try:
             with safe_open(file, framework="pt", device=str(device)) as f:
                 shard = {}
-                for key in f.keys():
+                for stored in f.keys():
+                    key = wrapper.text_name(stored) if wrapper else stored
+                    if key is None:  # a wrapper's vision tower or MTP layers
+                        continue
                     if key not in expected:
-                        raise SentinelError(f"{file.name}: unexpected tensor {key} for {config.model_type}")
-                    t = f.get_tensor(key)
+                        raise SentinelError(f"{file.name}: unexpected tensor {stored} for {config.model_type}")
+                    t = f.get_tensor(stored)
                     if tuple(t.shape) != expected[key]:
                         raise LayoutError(f"tensor {key} has shape {tuple(t.shape)}, "
                                           f"the layout in config.json expects {expected[key]}")
@@ -104,6 +110,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
     init_runtime_buffers(model, device)
     if (path / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(path)
+    if wrapper:
+        wrappers.remember(model, wrapper, path, source_raw)
     return model.eval()
 
 
@@ -137,6 +145,7 @@ def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = 
         model.save_pretrained(tmp, max_shard_size=max_shard_size)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        wrappers.finish_save(model, tmp)  # back into the multimodal shape when its vision tower is kept
         if extra is not None:
             extra(tmp)
     return Path(out)

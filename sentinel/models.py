@@ -181,13 +181,11 @@ def dequantize_gguf(gguf: Path, out: Path, dtype: str = "float32", info: dict | 
 
 
 def _cached_dtype(folder: Path) -> str | None:
-    source = folder / "SOURCE.json"
+    """The dtype a cached folder holds (None when nothing usable is cached)."""
     if not is_model_dir(folder):
         return None
-    try:
-        return json.loads(source.read_text()).get("dtype", "float32")
-    except (OSError, json.JSONDecodeError):
-        return "float32"
+    cfg = json.loads((folder / "config.json").read_text())
+    return _source_info(folder).get("dtype") or cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
 
 
 def pull(name: str, force: bool = False, dtype: str | None = None) -> Path:
@@ -230,8 +228,11 @@ def list_models() -> list[dict]:
         if is_model_dir(path):
             cfg = json.loads((path / "config.json").read_text())
             info = _source_info(path)
+            known = EMBEDDED.get(path.name)  # folders pulled before SOURCE.json recorded the licence
+            if known is not None and "license" not in info:
+                info.update(license=known.license, license_note=known.license_note)
             rows.append({"name": path.name, "path": str(path), "model_type": cfg.get("model_type", "?"),
                          "params": header_param_count(path), "bytes": _folder_bytes(path),
-                         "forged": "sentinel_layout" in cfg, "dtype": info.get("dtype"),
+                         "forged": "sentinel_layout" in cfg, "dtype": _cached_dtype(path),
                          "license": info.get("license", "?"), "license_note": info.get("license_note", "")})
     return rows
