@@ -1,12 +1,14 @@
-"""`sentinel forge`: domain LoRA + importance-guided head pruning in cycles, with an honest control.
+"""`sentinel forge`: domain training + importance-guided pruning of heads and MLP channels in cycles.
 
-Stage 0 evaluates the base model (baseline), then trains LoRA for ``steps``;
-that model seeds both tracks. Each cycle k then prunes the forged track to the
-cumulative level ``prune_level * k / cycles`` (importance on the calibration
-split, GQA-aware selection, defrag, optional mitosis) and trains both tracks
-for ``steps`` more with the same windows and seed. Forged and control thus see
-identical data and steps; only pruning differs. Every number comes from one
-evaluator on the held-out eval split.
+Stage 0 evaluates the base model (baseline), then trains it on the domain for
+``steps``; that model is the teacher and seeds both tracks. Each cycle k then
+prunes the forged track k/cycles of the way to the target (``target_params`` of
+the base parameters, allocated over heads and channels; or the explicit levels),
+with importance on the calibration split, defrag and optional mitosis, and
+recovers: by distilling the teacher's logits (``recovery="distill"``) or by LoRA
+on labels (``recovery="lora"``, the original forge). The control trains the
+unpruned model for the same steps on the same windows with the same trainable
+parameters, on labels. Every number comes from one evaluator on the held-out eval split.
 
 Work lives in ``<out>.partial/`` (resumable with ``--resume``) and is renamed
 to ``<out>`` only when the run is complete.
@@ -29,10 +31,12 @@ from forge_cuda.defrag import model_layout
 from forge_cuda import distributed
 from forge_cuda.evaluate import perplexity
 from forge_cuda.prune import kv_bytes_per_token
-from forge_cuda.pruning_step import PruneSettings, prune_once
+from forge_cuda.pruning_step import PruneSettings, default_cycles, prune_once
 from forge_cuda.status import Status
 from forge_cuda.tiers import choose_tier
-from forge_cuda.train import TrainConfig, train_lora
+from forge_cuda.train import TrainConfig, train_model
+
+RECOVERIES = ("distill", "lora")
 from sentinel.atomic import read_json, write_json
 from sentinel.errors import SentinelError
 
@@ -42,7 +46,9 @@ class ForgeConfig:
     model: str
     domain: str = "code"
     prune_level: float = 0.33
-    cycles: int = 2
+    cycles: int | None = None  # None: 2 for head levels, else one cycle per <= max_step_params of the base
+    max_step_params: float = 0.10
+    recovery: str = "distill"
     max_ppl_increase: float | None = None  # e.g. 0.02: stop once forged > control * 1.02
     prune: PruneSettings = field(default_factory=PruneSettings)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -55,6 +61,20 @@ class ForgeConfig:
     tier: str = "auto"
     device: str = "auto"
     seed: int = 0
+
+    def __post_init__(self):
+        if self.recovery not in RECOVERIES:
+            raise SentinelError(f"unknown recovery {self.recovery!r}; choose from {', '.join(RECOVERIES)}")
+        if self.cycles is None:
+            target = self.prune.target_params
+            self.cycles = default_cycles(target, self.max_step_params) if target is not None else 2
+
+    def track_train(self, track: str) -> TrainConfig:
+        """What each stage trains: stage 0, the control and the forged track (LoRA when recovery is lora)."""
+        cfg = copy.deepcopy(self.train)
+        if self.recovery == "lora":
+            cfg.trainable = "lora"
+        return cfg
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +97,7 @@ def model_numbers(model) -> dict:
     return {"params": params, "bytes": params * dtype_bytes, "bytes_fp16": params * 2,
             "kv_bytes_per_token_fp16": kv_fp16, "q_heads": layout.q_counts, "kv_heads": layout.kv_counts,
             "q_heads_total": sum(layout.q_counts), "kv_heads_total": sum(layout.kv_counts),
+            "mlp_channels": layout.mlp_widths, "mlp_channels_total": sum(w or 0 for w in layout.mlp_widths),
             "layout": layout.to_dict()}
 
 
@@ -123,7 +144,7 @@ class ForgeRun:
         if not self.main:
             return
         write_json(self.work / "state.json", state)
-        keep = {f"cycle_{cycle}", f"cycle_{state['accepted_cycle']}"}
+        keep = {f"cycle_{cycle}", f"cycle_{state['accepted_cycle']}", "cycle_0"}  # cycle 0 is the teacher
         for old in self.work.glob("cycle_*"):
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
@@ -133,17 +154,26 @@ class ForgeRun:
         self.status.update(phase="evaluate", message=desc)
         return perplexity(model, self.splits.eval, self.cfg.eval_batch_size, desc=desc, progress=self.progress)
 
-    def _train(self, model, cycle: int, track: str):
-        cfg = copy.deepcopy(self.cfg.train)
+    def _train(self, model, cycle: int, track: str, teacher=None):
+        cfg = self.cfg.track_train(track)
         cfg.seed = self.cfg.seed + cycle  # same seed for both tracks within a stage
 
         def on_step(info):
-            self.status.update(phase="train" if track == "forged" else "control", cycle=cycle, step=info["step"],
+            self.status.update(phase="control" if track == "control" else "train", cycle=cycle, step=info["step"],
                                steps=info["steps"], loss=info["loss"], tokens_per_s=info["tokens_per_s"],
                                eta_s=info["eta_s"], message=f"{track} cycle {cycle}")
 
-        return train_lora(model, self.splits.train, cfg, desc=f"{track} c{cycle}", on_step=on_step,
-                          progress=self.progress, tier=self.tier.name, device=self.device)
+        return train_model(model, self.splits.train, cfg, desc=f"{track} c{cycle}", on_step=on_step,
+                           progress=self.progress, tier=self.tier.name, device=self.device, teacher=teacher)
+
+    def _teacher(self, forged):
+        """The domain-tuned unpruned model (stage 0), frozen; only distillation needs it."""
+        if self.cfg.recovery != "distill":
+            return None
+        teacher = copy.deepcopy(forged) if forged is not None else self._load_track(0, "forged")
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        return teacher.eval()
 
     def run(self) -> dict:
         cfg = self.cfg
@@ -161,17 +191,19 @@ class ForgeRun:
             self.tier = choose_tier(param_count(base), self.device.type, gpu, cfg.tier)
             state = {"config": cfg.to_dict(), "tier": self.tier.to_dict(), "data": self.splits.stats,
                      "source": str(self.source), "device": str(self.device), "cycles": [],
-                     "accepted_cycle": 0, "stopped_by_budget": False, "seconds": {}}
+                     "accepted_cycle": 0, "stopped_by_budget": False, "seconds": {}, "resumed": []}
             self.status.update(phase="baseline", message="baseline evaluation")
             state["baseline"] = {**self._evaluate(base, "baseline"), **model_numbers(base)}
-            forged, stats = self._train(base, 0, "forged")
+            forged, stats = self._train(base, 0, "stage0")
             row = {"cycle": 0, "level": 0.0, "train": stats, "forged": {**self._evaluate(forged, "lora c0"),
                                                                           **model_numbers(forged)}}
             row["control"] = dict(row["forged"])
+            print(f"stage 0: baseline PPL {state['baseline']['ppl']:.2f} -> domain-tuned {row['forged']['ppl']:.2f}")
             state["cycles"].append(row)
             self._save_track(forged, 0, "forged")
             self._checkpoint(state, 0)
             control = copy.deepcopy(forged) if cfg.control else None
+            teacher = self._teacher(forged)
         else:
             from forge_cuda.tiers import Tier
 
@@ -180,22 +212,30 @@ class ForgeRun:
             forged = self._load_track(done, "forged")
             control = (self._load_track(done, "control") if done > 0 else copy.deepcopy(forged)) \
                 if cfg.control else None
-        print(f"tier: {self.tier.name} ({self.tier.reason})")
+            teacher = self._teacher(None)
+            state.setdefault("resumed", []).append({"after_cycle": done})
+        print(f"tier: {self.tier.name} ({self.tier.reason}); recovery: {cfg.recovery} "
+              f"({cfg.track_train('forged').trainable} parameters); {cfg.cycles} cycles")
+        base = {"params": state["baseline"]["params"], "channels": state["baseline"]["mlp_channels_total"]}
         for cycle in range(state["completed_cycle"] + 1, cfg.cycles + 1):
             if state["stopped_by_budget"]:
                 break
             level = cfg.prune_level * cycle / cfg.cycles
-            self.status.update(phase="importance", cycle=cycle, message=f"scoring heads ({cfg.prune.criterion})")
-            pruning = prune_once(forged, self.splits.calibration, level, cfg.prune, seed=cfg.seed + cycle,
-                                 on_phase=lambda p: self.status.update(phase=p, cycle=cycle))
-            row = {"cycle": cycle, "level": level, "pruning": pruning,
+            self.status.update(phase="importance", cycle=cycle, message=f"scoring units ({cfg.prune.criterion})")
+            pruning = prune_once(forged, self.splits.calibration, cfg.prune_level, cfg.prune, seed=cfg.seed + cycle,
+                                 on_phase=lambda p: self.status.update(phase=p, cycle=cycle),
+                                 cycle_progress=cycle / cfg.cycles, base=base, progress=self.progress)
+            row = {"cycle": cycle, "level": level, "target_params": pruning["target_params"], "pruning": pruning,
                    "one_shot": self._evaluate(forged, f"pruned c{cycle}")}
-            forged, row["train"] = self._train(forged, cycle, "forged")
+            forged, row["train"] = self._train(forged, cycle, "forged", teacher=teacher)
             row["forged"] = {**self._evaluate(forged, f"forged c{cycle}"), **model_numbers(forged)}
             if control is not None:
                 control, _ = self._train(control, cycle, "control")
                 row["control"] = {**self._evaluate(control, f"control c{cycle}"), **model_numbers(control)}
             state["cycles"].append(row)
+            print(f"cycle {cycle}/{cfg.cycles}: {row['pruning']['layout_summary']}; params "
+                  f"{row['forged']['params']:,}; PPL pruned {row['one_shot']['ppl']:.2f} -> recovered "
+                  f"{row['forged']['ppl']:.2f}" + (f", control {row['control']['ppl']:.2f}" if "control" in row else ""))
             self.status.update(phase="save", cycle=cycle, message="saving cycle checkpoint")
             self._save_track(forged, cycle, "forged")
             if control is not None:

@@ -34,16 +34,16 @@ def device_facts(device: str) -> dict:
 
 
 def final_rows(state: dict) -> list[dict]:
-    """The three published rows: baseline, LoRA-only control, forged (the accepted cycle)."""
+    """The three published rows: baseline, the unpruned control (same training, no pruning), forged."""
     accepted = state["cycles"][state["accepted_cycle"]]
     last = state["cycles"][-1]
     rows = [("baseline", state["baseline"])]
     if "control" in last:
-        rows.append(("LoRA-only control", last["control"]))
+        rows.append(("unpruned control", last["control"]))
     rows.append(("forged", accepted["forged"]))
     keys = ("ppl", "loss", "tokens", "params", "bytes_fp16", "kv_bytes_per_token_fp16", "q_heads_total",
-            "kv_heads_total")
-    return [{"row": name, **{k: r[k] for k in keys}} for name, r in rows]
+            "kv_heads_total", "mlp_channels_total")
+    return [{"row": name, **{k: r.get(k) for k in keys}} for name, r in rows]
 
 
 def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
@@ -59,8 +59,9 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = [f"# Forge report: {Path(report['source']).name} on `{cfg['domain']}`", "",
              f"Device: {report['device']['device']} ({report['device']['machine']}); tier: "
              f"{report['tier']['name']} ({report['tier']['reason']}); criterion `{cfg['prune']['criterion']}`, "
-             f"mode `{cfg['prune']['mode']}`, target level {cfg['prune_level']:.2f} over {cfg['cycles']} cycles, "
-             f"{cfg['train']['steps']} LoRA steps per stage.", "",
+             f"mode `{cfg['prune']['mode']}`, {_goal(cfg)} over {cfg['cycles']} cycles, "
+             f"{cfg['train']['steps']} training steps per stage; recovery `{cfg.get('recovery', 'lora')}` "
+             f"({cfg['train'].get('trainable', 'lora')} parameters).", "",
              f"Held-out eval: {data['eval']['tokens']:,} tokens in {data['eval']['windows']} windows of "
              f"{data['seq_len']} from {data['eval']['documents']} documents never used for training or "
              f"calibration (split by document). Train: {data['train']['tokens']:,} tokens; calibration: "
@@ -68,7 +69,9 @@ def write_markdown(report: dict, path: Path) -> None:
     lines.append(_table(report["rows"], [("row", "model", "s"), ("ppl", "PPL", ".3f"), ("params", "params", ","),
                                          ("bytes_fp16", "bytes (fp16)", ","),
                                          ("kv_bytes_per_token_fp16", "KV bytes/token (fp16)", ","),
-                                         ("q_heads_total", "query heads", "d"), ("kv_heads_total", "KV heads", "d")]))
+                                         ("q_heads_total", "query heads", "d"), ("kv_heads_total", "KV heads", "d"),
+                                         ("mlp_channels_total", "MLP channels", ",")]))
+    lines += ["", _verdict(report["rows"])]
     if report.get("stopped_by_budget"):
         lines += ["", f"Stopped by the quality budget (forged PPL ≤ control × {1 + cfg['max_ppl_increase']:.3f}); "
                       f"kept cycle {report['accepted_cycle']}."]
@@ -79,9 +82,36 @@ def write_markdown(report: dict, path: Path) -> None:
     lines.append(_table(per, [("cycle", "cycle", "d"), ("level", "level", ".2f"),
                               ("one_shot", "PPL right after pruning", ".3f"), ("forged", "forged PPL", ".3f"),
                               ("control", "control PPL", ".3f"), ("params", "forged params", ",")]))
+    final = report["cycles"][report["accepted_cycle"]]["forged"]
+    if final.get("mlp_channels"):
+        lines += ["", "## Shape per layer (forged)", ""]
+        shape = [{"layer": i, "q": q, "kv": kv, "mlp": m} for i, (q, kv, m) in
+                 enumerate(zip(final["q_heads"], final["kv_heads"], final["mlp_channels"]))]
+        lines.append(_table(shape, [("layer", "layer", "d"), ("q", "query heads", "d"), ("kv", "KV heads", "d"),
+                                    ("mlp", "MLP channels", "d")]))
     lines += ["", "Plots: " + ", ".join(f"[{p}]({p})" for p in report["plots"]), "",
               "Every number above is read from report.json, written by the run itself."]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _goal(cfg: dict) -> str:
+    target = cfg["prune"].get("target_params")
+    if target is not None:
+        return f"target {target:g} of the base parameters"
+    return f"head level {cfg['prune_level']:.2f}, MLP level {cfg['prune'].get('mlp_level', 0):.2f}"
+
+
+def _verdict(rows: list[dict]) -> str:
+    """One sentence computed from the rows: size and quality of forged against the control."""
+    by = {r["row"]: r for r in rows}
+    forged, ref = by.get("forged"), by.get("unpruned control") or by.get("baseline")
+    if not forged or not ref:
+        return ""
+    smaller = 1 - forged["params"] / ref["params"]
+    worse = forged["ppl"] / ref["ppl"] - 1
+    name = "the control" if "unpruned control" in by else "the baseline"
+    return (f"**Verdict:** forged is {smaller:.0%} smaller and {abs(worse):.1%} "
+            f"{'worse' if worse > 0 else 'better'} in held-out perplexity than {name}.")
 
 
 def write_plots(report: dict, folder: Path) -> list[str]:
@@ -98,7 +128,7 @@ def write_plots(report: dict, folder: Path) -> list[str]:
     xs = [c["cycle"] for c in cycles]
     ax.axhline(report["baseline"]["ppl"], color="gray", ls="--", label="baseline")
     if all("control" in c for c in cycles):
-        ax.plot(xs, [c["control"]["ppl"] for c in cycles], "o-", label="LoRA-only control")
+        ax.plot(xs, [c["control"]["ppl"] for c in cycles], "o-", label="unpruned control")
     ax.plot(xs, [c["forged"]["ppl"] for c in cycles], "o-", label="forged")
     ax.set(xlabel="cycle", ylabel="eval perplexity", title="Perplexity per cycle (held-out documents)",
            xticks=xs)
@@ -133,7 +163,22 @@ def write_plots(report: dict, folder: Path) -> list[str]:
         ax.imshow(kept, aspect="auto", cmap="Greens", vmin=0, vmax=2)
         ax.set(xlabel="original query head", ylabel="layer", title="Kept query heads (dark: cloned)")
         names.append(_save(fig, folder / "kept_heads.png"))
+    final = report["cycles"][report["accepted_cycle"]]["forged"]
+    if final.get("mlp_channels") and base.get("mlp_channels"):
+        names.append(_shape_plot(plt, base, final, folder / "shape_per_layer.png"))
     return names
+
+
+def _shape_plot(plt, base: dict, final: dict, path: Path) -> str:
+    """Fraction of query heads, KV heads and MLP channels each layer keeps."""
+    layers = np.arange(len(base["q_heads"]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("q_heads", "query heads"), ("kv_heads", "KV heads"), ("mlp_channels", "MLP channels")):
+        kept = np.array(final[key], dtype=float) / np.array(base[key], dtype=float)
+        ax.plot(layers, kept, "o-", label=label, ms=3)
+    ax.set(xlabel="layer", ylabel="fraction kept", ylim=(0, 1.05), title="Forged shape per layer")
+    ax.legend()
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> str:

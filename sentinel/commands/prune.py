@@ -1,39 +1,45 @@
-"""``sentinel prune``: one-shot head pruning without training (score, select, defrag, save)."""
+"""``sentinel prune``: one-shot pruning without training (score, select, defrag, save)."""
 
 from __future__ import annotations
 
 import click
 
-CRITERIA = ["taylor", "activation", "entropy", "magnitude", "random"]
+from sentinel.commands.pruning_options import pruning_options, size_target
+from sentinel.commands.vision import vision_option
 
 
 @click.command("prune")
 @click.argument("model")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output checkpoint folder.")
-@click.option("--criterion", type=click.Choice(CRITERIA), default="taylor", show_default=True)
-@click.option("--level", type=float, default=0.33, show_default=True, help="Fraction of query heads to remove.")
-@click.option("--mode", type=click.Choice(["auto", "query", "group"]), default="auto", show_default=True,
-              help="query: keep KV heads; group: remove whole KV groups; auto: both.")
+@pruning_options
 @click.option("--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True,
-              help="Rank heads across all layers, or remove the fraction from each layer.")
-@click.option("--min-heads", type=int, default=1, show_default=True, help="Query heads every layer keeps.")
-@click.option("--domain", default="code", show_default=True, help="Calibration data: code | docs | a path.")
-@click.option("--calib-windows", type=int, default=32, show_default=True)
-@click.option("--seq-len", type=int, default=256, show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+              help="Explicit head level: rank heads across all layers, or remove the fraction from each layer.")
+@click.option("--domain", default="code", show_default=True,
+              help="Calibration data: code | docs | a .txt/.jsonl file | a folder.")
+@click.option("--calib-windows", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Calibration windows scored (from the calibration split, never eval).")
+@click.option("--seq-len", type=click.IntRange(min=2), default=256, show_default=True,
+              help="Tokens per calibration window.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Windows per scoring batch.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the data split and random scores.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
-def prune(model, out, criterion, level, mode, scope, min_heads, domain, calib_windows, seq_len, batch_size,
-          seed, force):
-    """Remove the least important attention heads of MODEL and write a smaller checkpoint."""
+@vision_option
+def prune(model, out, target_params, target_bytes, prune_level, mlp_level, criterion, mode, min_heads, min_channels,
+          channel_group, scope, domain, calib_windows, seq_len, batch_size, seed, force):
+    """Remove MODEL's least important heads and MLP channels and write a smaller checkpoint."""
     from forge_cuda.prune import PruneOptions, run_prune
+    from sentinel.models import resolve_model
 
-    options = PruneOptions(criterion=criterion, level=level, mode=mode, min_heads=min_heads, scope=scope, seed=seed)
+    size = size_target(resolve_model(model), target_params, target_bytes, prune_level, mlp_level)
+    options = PruneOptions(criterion=criterion, mode=mode, min_heads=min_heads, scope=scope, seed=seed,
+                           min_channels=min_channels, channel_group=channel_group,
+                           normalize="none" if size["target_params"] is not None else "l2", **size)
     report = run_prune(model, out, options, domain=domain, calib_windows=calib_windows, seq_len=seq_len,
                        batch_size=batch_size, force=force)
     p, kv = report["params"], report["kv_bytes_per_token"]["fp16"]
-    click.echo(f"{report['layout_summary']}; params {p['before']:,} -> {p['after']:,}; "
-               f"KV bytes/token (fp16) {kv['before']:,} -> {kv['after']:,}")
+    click.echo(f"{report['layout_summary']}; params {p['before']:,} -> {p['after']:,} "
+               f"({p['after'] / p['before']:.3f}); KV bytes/token (fp16) {kv['before']:,} -> {kv['after']:,}")
     click.echo(str(out))
 
 
