@@ -7,6 +7,7 @@ activations dominate), so both halves of the formula are checked. Errors are
 weights.
 
     python bench/planner_error.py [--contexts 64,256,512] [--tiny-contexts 1024,2048,4096]
+    python bench/planner_error.py --model qwen2.5-coder-0.5b --tiny-contexts "" --out bench/results/qwen_planner_error.json
 """
 
 from __future__ import annotations
@@ -57,21 +58,28 @@ def check(folder: Path, contexts: list[int], decode_tokens: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m", help="Embedded model name or HF folder (converted to fp32).")
+    ap.add_argument("--mlx", type=Path, default=None, help="Use this converted MLX folder instead of converting.")
     ap.add_argument("--contexts", default="64,256,512")
-    ap.add_argument("--tiny-contexts", default="1024,2048,4096")
+    ap.add_argument("--tiny-contexts", default="1024,2048,4096", help="Empty: skip the tiny long-context model.")
     ap.add_argument("--decode-tokens", type=int, default=8)
     ap.add_argument("--out", type=Path, default=RESULTS / "planner_error.json")
     args = ap.parse_args()
     from sentinel.atomic import write_json
+    from sentinel.models import resolve_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        real = check(real_mlx(tmp), [int(c) for c in args.contexts.split(",")], args.decode_tokens)
-        real["model"] = "smollm2-135m (converted by sentinel, float32)"
-        tiny = check(tiny_mlx(tmp), [int(c) for c in args.tiny_contexts.split(",")], args.decode_tokens)
-    result = {**run_facts(), "goal": "abs error <= 10% of the measured peak", "real": real, "tiny": tiny}
+        name = Path(args.model).name
+        folder = args.mlx or real_mlx(tmp, src=resolve_model(args.model), name=name)
+        real = check(folder, [int(c) for c in args.contexts.split(",")], args.decode_tokens)
+        real["model"] = f"{name} (converted by sentinel, float32)"
+        tiny = (check(tiny_mlx(tmp), [int(c) for c in args.tiny_contexts.split(",")], args.decode_tokens)
+                if args.tiny_contexts else None)
+    result = {**run_facts(), "goal": "abs error <= 10% of the measured peak", "real": real,
+              **({"tiny": tiny} if tiny else {})}
     write_json(args.out, result)
-    for name in ("real", "tiny"):
+    for name in [n for n in ("real", "tiny") if n in result]:
         for r in result[name]["rows"]:
             print(f"{name} ctx {r['context']}: measured {r['measured_bytes'] / 2**20:.1f} MiB, predicted "
                   f"{r['predicted_bytes'] / 2**20:.1f} MiB, error {r['relative_error']:+.2%}")
