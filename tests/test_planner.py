@@ -87,7 +87,9 @@ def _tiny_hf(tmp_path):
     from sentinel.layout import LayerHeads
 
     model = tiny_model("qwen2", hidden_size=64, tie_word_embeddings=False)
-    layout = model_layout(model).replace_layer(0, LayerHeads((0, 1, 4, 5), (0, 2)))
+    layer = model_layout(model).layers[2]
+    layout = model_layout(model).replace_layer(0, LayerHeads((0, 1, 4, 5), (0, 2))).replace_layer(
+        2, LayerHeads(layer.q_heads, layer.kv_heads, mlp_channels=tuple(range(0, 96, 3))))  # irregular MLP width
     defrag(model, layout)
     return save_model(model, tmp_path / "hf")
 

@@ -168,3 +168,47 @@ def test_explicit_mlp_level_removes_that_fraction_of_channels():
     assert report["mlp_channels"]["removed"] >= 144 and sum(model_layout(model).mlp_widths) == 288 - \
         report["mlp_channels"]["removed"]
     assert sum(model_layout(model).q_counts) == 24
+
+
+def test_mlx_quantization_keeps_irregular_mlp_widths_dense(tmp_path):
+    """Widths the group size divides are quantized; the others fall back to dense, and the model still runs."""
+    import json
+
+    from convert import convert_to_mlx
+    from runtime_mlx import load_model as load_mlx
+
+    model = tiny_model("llama", intermediate_size=128)
+    layout = model_layout(model)
+    for i, channels in {0: tuple(range(64)), 2: tuple(range(0, 128, 4)) + tuple(range(1, 128, 4))[:16]}.items():
+        layer = layout.layers[i]
+        layout = layout.replace_layer(i, LayerHeads(layer.q_heads, layer.kv_heads, mlp_channels=tuple(sorted(channels))))
+    defrag(model, layout)
+    src = save_model(model, tmp_path / "forged")
+    out = convert_to_mlx(src, tmp_path / "mlx", dtype="float32", quantize=8, group_size=32)
+    dense = {k for k, v in json.loads((out / "config.json").read_text())["quantization"].items() if v is False}
+    assert "model.layers.2.mlp.down_proj" in dense  # 48 inputs: not a multiple of 32
+    assert "model.layers.0.mlp.down_proj" not in dense and "model.layers.1.mlp.down_proj" not in dense
+    x = tokens()
+    with torch.no_grad():
+        want = model(x).logits.numpy()
+    got = np.array(load_mlx(out)(mx.array(x.numpy())).astype(mx.float32))
+    assert np.abs(got - want).max() <= 0.05  # 8-bit weights: close, not equal
+
+
+def test_stock_mlx_lm_opens_an_mlp_pruned_folder(tmp_path):
+    """Stock mlx-lm's loader builds a heads + MLP pruned folder through the model_file shim; logits agree."""
+    from convert import convert_to_mlx
+    from mlx_lm.utils import load_model as stock_load
+    from runtime_mlx import load_model as load_mlx
+    from runtime_mlx.stock import install_model_file
+
+    model = tiny_model("qwen2")
+    defrag(model, mlp_layout(model, heads_too=True))
+    out = convert_to_mlx(save_model(model, tmp_path / "forged"), tmp_path / "mlx", dtype="float32")
+    install_model_file(out)
+    stock, _ = stock_load(out, trust_remote_code=True)
+    assert type(stock).__module__ != type(load_mlx(out)).__module__ or stock.layers[0].mlp.up_proj.weight.shape[0] == 48
+    x = mx.array(tokens().numpy())
+    assert np.abs(np.array(stock(x)) - np.array(load_mlx(out)(x))).max() <= 1e-5
+    with torch.no_grad():
+        assert np.abs(np.array(stock(x)) - model(torch.from_numpy(np.array(x))).logits.numpy()).max() <= 1e-4
