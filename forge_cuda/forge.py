@@ -106,12 +106,18 @@ class ForgeRun:
 
     def __init__(self, cfg: ForgeConfig, out: Path, resume: bool = False, force: bool = False,
                  progress: bool = True):
+        from forge_cuda.families import supported_model_types
+        from sentinel.atomic import check_creatable, check_output_dir
         from sentinel.models import resolve_model
+        from sentinel.validate import check_model_folder
 
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.work = self.out.with_name(self.out.name + ".partial")
-        if self.out.exists() and not force:
-            raise SentinelError(f"output {self.out} already exists (use --force to replace it)")
+        # Everything that can be checked is checked before anything is created (issue: no leftovers).
+        self.source = resolve_model(cfg.model)
+        check_model_folder(self.source, supported_model_types())
+        check_output_dir(self.out, inputs=[self.source], force=force)
+        check_creatable(self.work)
         if self.work.exists() and not resume and not force:
             raise SentinelError(f"{self.work} holds an interrupted run: add --resume to continue it "
                                 "or --force to start over")
@@ -125,7 +131,6 @@ class ForgeRun:
             if self.work.exists() and not resume:
                 shutil.rmtree(self.work)
             self.work.mkdir(parents=True, exist_ok=True)
-        self.source = resolve_model(cfg.model)
         self.status = Status(self.work / "status.json", cfg.cycles, enabled=self.main)
         distributed.wait()
 
@@ -176,6 +181,19 @@ class ForgeRun:
         return teacher.eval()
 
     def run(self) -> dict:
+        """Run (or resume) the forge; on failure status.json says so, and a run that completed no
+        stage leaves nothing behind (a later stage's failure keeps ``.partial`` for ``--resume``)."""
+        try:
+            return self._run()
+        except BaseException as e:
+            if self.main:
+                if (self.work / "state.json").exists():
+                    self.status.update(phase="failed", message=f"{type(e).__name__}: {e}"[:500])
+                else:
+                    shutil.rmtree(self.work, ignore_errors=True)
+            raise
+
+    def _run(self) -> dict:
         cfg = self.cfg
         t0 = time.perf_counter()
         self.tokenizer = load_tokenizer(self.source)

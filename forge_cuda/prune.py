@@ -226,13 +226,16 @@ def run_prune(model_name: str, out: str | Path, options: PruneOptions, domain: s
               calib_windows: int = 32, seq_len: int = 256, batch_size: int = 4, force: bool = False,
               dtype: torch.dtype = torch.float32, progress: bool = True) -> dict:
     """``sentinel prune``: resolve, load, prune, save checkpoint + report atomically; returns the report."""
+    from forge_cuda.families import supported_model_types
+    from sentinel.atomic import check_output_dir
     from sentinel.models import resolve_model
+    from sentinel.validate import check_model_folder
 
     out = Path(out)
-    if out.exists() and not force:
-        raise SentinelError(f"output {out} already exists (use --force to replace it)")
     start = time.perf_counter()
     source = resolve_model(model_name)
+    check_model_folder(source, supported_model_types())
+    check_output_dir(out, inputs=[source], force=force)  # never replaces its own input, even with --force
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(source, dtype=dtype, device=device)
     tokenizer = load_tokenizer(source)

@@ -190,9 +190,20 @@ def _save(fig, path: Path) -> str:
     return f"plots/{path.name}"
 
 
+def finite(value):
+    """NaN and infinities as null, so report.json is strict JSON for every parser."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
 def write_report(state: dict, folder: Path) -> dict:
     """Write report.json, plots/*.png and report.md into ``folder``; return the report dict."""
-    report = {k: v for k, v in state.items() if k not in ("completed_cycle",)}
+    report = finite({k: v for k, v in state.items() if k not in ("completed_cycle",)})
     report["rows"] = final_rows(state)
     report["versions"] = library_versions()
     report["device"] = device_facts(state["device"])

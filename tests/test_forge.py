@@ -156,3 +156,33 @@ def test_size_target_prunes_channels_and_heads_gradually_with_distillation(sourc
     assert "MLP channels" in (tmp_path / "out" / "report.md").read_text()
     assert "**Verdict:** forged is 2" in (tmp_path / "out" / "report.md").read_text()
     assert "cycle_0" not in {p.name for p in (tmp_path / "out").iterdir()}
+
+
+def test_bad_input_leaves_nothing_and_reports_strict_json(source, tmp_path):
+    """A model that fails validation creates no .partial; a finished report.json has no bare NaN."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "llama", "num_attention_heads": "nine"}')
+    result = CliRunner().invoke(main, ["forge", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and result.output.strip().splitlines()[-1].startswith("error: ")
+    assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
+    under_file = tmp_path / "file.txt"
+    under_file.write_text("x")
+    result = CliRunner().invoke(main, ["forge", str(source), "--out", str(under_file / "out")])
+    assert result.exit_code != 0 and "is a file" in result.output
+
+    out = tmp_path / "strict-json"
+    ForgeRun(config(source, cycles=1), out, progress=False).run()
+
+    def refuse(name):
+        raise ValueError(f"bare {name} in report.json")
+
+    report = json.loads((out / "report.json").read_text(), parse_constant=refuse)
+    assert report["rows"][0]["row"] == "baseline"
+
+
+def test_prune_refuses_to_replace_its_own_input(source):
+    result = CliRunner().invoke(main, ["prune", str(source), "--out", str(source), "--force",
+                                       "--target-params", "0.9", "--calib-windows", "1", "--seq-len", "16"])
+    assert result.exit_code != 0 and "would overwrite the input" in result.output
+    assert (source / "config.json").is_file()

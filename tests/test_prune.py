@@ -33,7 +33,7 @@ def test_report_matches_the_pruned_model(family, mode):
     if mode == "group":
         assert report["kv_bytes_per_token"]["fp16"]["after"] < report["kv_bytes_per_token"]["fp16"]["before"]
     assert [r["q_after"] for r in report["layers"]] == layout.q_counts
-    assert report["calibration_tokens"] == 32 and scores.criterion == "activation"
+    assert report["calibration_tokens"] == 32 and set(scores) == {"heads"} and scores["heads"].criterion == "activation"
     assert "| parameters |" in report_markdown(report)
 
 
@@ -42,8 +42,9 @@ def test_bad_options_fail_before_any_work(tmp_path):
         PruneOptions(level=1.5)
     runner = CliRunner()
     result = runner.invoke(main, ["prune", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
-                                  "--level", "2"])
-    assert result.exit_code == 1 and result.output.strip() == "error: level must be a fraction in [0, 1), got 2.0"
+                                  "--prune-level", "2"])
+    assert result.exit_code != 0 and result.output.strip().startswith("error: ") and "--prune-level" in result.output
+    assert not (tmp_path / "o").exists()
     (tmp_path / "exists").mkdir()
     result = runner.invoke(main, ["prune", "smollm2-135m", "--out", str(tmp_path / "exists")])
     assert result.exit_code == 1 and "already exists (use --force to replace it)" in result.output
@@ -51,19 +52,25 @@ def test_bad_options_fail_before_any_work(tmp_path):
 
 @pytest.mark.slow
 def test_prune_the_real_model_then_load_and_generate(real_model, tmp_path):
+    """--target-params 0.75 on SmolLM2-135M: heads and MLP channels go, within one channel group of the goal."""
     out = tmp_path / "pruned"
-    result = CliRunner().invoke(main, ["prune", str(real_model), "--level", "0.33", "--criterion", "taylor",
+    result = CliRunner().invoke(main, ["prune", str(real_model), "--target-params", "0.75", "--criterion", "taylor",
                                        "--calib-windows", "2", "--seq-len", "64", "--batch-size", "2",
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "prune_report.json").read_text())
-    assert report["query_heads"]["total"] == 270
-    assert abs(report["query_heads"]["removed"] - 89) <= 1  # round(0.33 * 270), up to shape granularity
+    assert report["query_heads"]["total"] == 270 and report["mlp_channels"]["total"] == 30 * 1536
+    goal = round(0.75 * 134_515_008)
+    assert goal - 64 * 3 * 576 < report["params"]["after"] <= goal  # within one group of 64 channels
+    assert report["mlp_channels"]["removed"] % 64 == 0 and report["mlp_channels"]["removed"] > 0
     assert report["calibration_tokens"] == 128
     model = load_model(out)
     assert param_count(model) == report["params"]["after"] == header_param_count(out) < report["params"]["before"]
     assert sum(model_layout(model).q_counts) == 270 - report["query_heads"]["removed"]
-    assert (out / "importance" / "scores_taylor.npy").exists() and (out / "prune_report.md").exists()
+    assert all(w % 64 == 0 for w in model_layout(model).mlp_widths)
+    for name in ("scores_taylor.npy", "channel_scores_taylor.npy"):
+        assert (out / "importance" / name).exists()
+    assert (out / "prune_report.md").exists()
     tok = load_tokenizer(out)
     ids = tok("def fibonacci(n):", return_tensors="pt")["input_ids"]
     with torch.no_grad():
