@@ -43,6 +43,7 @@ class PruneOptions:
     mlp_level: float = 0.0  # MLP channels removed (explicit mode)
     min_channels: float = 0.1  # fraction of the base MLP width every layer keeps
     channel_group: int = 64  # channels removed together (shrunk for tiny models)
+    refit: bool = False  # least-squares refit of o_proj/down_proj on calibration activations (forge_cuda.refit)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -155,6 +156,13 @@ def prune_model(model: nn.Module, batches: Iterable, options: PruneOptions, prog
         scores = score_units(model, batches, options.criterion, options.kinds, seed=options.seed, progress=progress)
     t1 = time.perf_counter()
     target, selected = select_layout(model, scores, options, base_params, base_channels)
+    if options.refit:
+        from forge_cuda.refit import collect_grams, refit_readers
+
+        if not batches:
+            raise SentinelError("refit needs calibration batches")
+        selected["refit_readers"] = refit_readers(model, collect_grams(model, batches, options.kinds, progress),
+                                                  before, target)
     t2 = time.perf_counter()
     after = defrag(model, target)
     t3 = time.perf_counter()
@@ -240,7 +248,7 @@ def run_prune(model_name: str, out: str | Path, options: PruneOptions, domain: s
     model = load_model(source, dtype=dtype, device=device)
     tokenizer = load_tokenizer(source)
     loaded = time.perf_counter()
-    batches = [] if options.criterion in ("magnitude", "random") else calibration_batches(
+    batches = [] if options.criterion in ("magnitude", "random") and not options.refit else calibration_batches(
         tokenizer, domain, calib_windows, seq_len, options.seed, batch_size)
     report, scores = prune_model(model, batches, options, progress=progress)
     report = {"model": model_name, "source": str(source), "domain": domain if batches else None,

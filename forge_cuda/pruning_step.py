@@ -33,6 +33,7 @@ class PruneSettings:
     mlp_level: float = 0.0  # fraction of the base MLP channels the last cycle removes (explicit mode)
     min_channels: float = 0.1
     channel_group: int = 64
+    refit: bool = False  # least-squares refit of the readers of pruned units (forge_cuda.refit)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -58,7 +59,7 @@ def cycle_options(model: nn.Module, settings: PruneSettings, head_level: float, 
     if settings.target_params is not None and settings.mitosis_rounds:
         raise SentinelError("mitosis regrows parameters, so it cannot aim at --target-params; use one or the other")
     common = dict(criterion=settings.criterion, mode=settings.mode, min_heads=settings.min_heads, seed=seed,
-                  min_channels=settings.min_channels, channel_group=settings.channel_group)
+                  min_channels=settings.min_channels, channel_group=settings.channel_group, refit=settings.refit)
     if settings.target_params is not None:
         keep = 1.0 - (1.0 - settings.target_params) * progress
         return PruneOptions(level=0.0, target_params=keep, normalize="none", **common)
@@ -77,9 +78,10 @@ def prune_once(model: nn.Module, calibration: torch.Tensor, head_level: float, s
     options = cycle_options(model, settings, head_level, cycle_progress, seed)
     if on_phase:
         on_phase("importance")
-    scores = from_main(score_units(model, calibration.split(settings.batch_size), settings.criterion,
+    batches = calibration.split(settings.batch_size)
+    scores = from_main(score_units(model, batches, settings.criterion,
                                    options.kinds, seed=seed, progress=progress))  # every rank prunes the same units
-    report, _ = prune_model(model, None, options, progress=progress, scores=scores,
+    report, _ = prune_model(model, batches, options, progress=progress, scores=scores,
                             base_params=base.get("params"), base_channels=base.get("channels"))
     clones = 0
     if settings.mitosis_rounds > 0:

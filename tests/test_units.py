@@ -212,3 +212,27 @@ def test_stock_mlx_lm_opens_an_mlp_pruned_folder(tmp_path):
     assert np.abs(np.array(stock(x)) - np.array(load_mlx(out)(x))).max() <= 1e-5
     with torch.no_grad():
         assert np.abs(np.array(stock(x)) - model(torch.from_numpy(np.array(x))).logits.numpy()).max() <= 1e-4
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_refit_reproduces_the_reader_output_better_than_dropping(family):
+    """Least-squares refit: the pruned model's logits stay closer to the unpruned model's than plain removal."""
+    model = tiny_model(family)
+    x = [tokens(8, 16, seed=s) for s in range(3)]
+    with torch.no_grad():
+        want = model(x[0]).logits
+    errors = {}
+    for refit in (False, True):
+        m = copy.deepcopy(model)
+        prune_model(m, x, PruneOptions(criterion="activation", target_params=0.8, refit=refit), progress=False)
+        with torch.no_grad():
+            errors[refit] = (m(x[0]).logits - want).pow(2).mean().item()
+    assert errors[True] < 0.7 * errors[False], errors
+
+
+def test_refit_with_nothing_removed_changes_nothing():
+    from forge_cuda.refit import collect_grams, refit_readers
+
+    model = tiny_model("qwen2")
+    layout = model_layout(model)
+    assert refit_readers(model, collect_grams(model, [tokens(4, 16)]), layout, layout) == 0
