@@ -40,6 +40,8 @@ _OPTIONS = [
                   help="Fraction of the base MLP width every layer keeps at least."),
     click.option("--channel-group", type=click.IntRange(min=1), default=64, show_default=True,
                   help="MLP channels removed together (64 keeps widths quantizable in groups of 64)."),
+    click.option("--refit/--no-refit", default=False, show_default=True,
+                  help="Refit o_proj/down_proj by least squares on calibration activations after each prune."),
 ]
 
 
