@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,7 @@ class LlamaCpp:
         self._cp, self._params = cp, params
         self.ctx = cp.LlamaContext(self.model, params)
         self.n_ctx = n_ctx
+        self._sampler = None
 
     @property
     def n_vocab(self) -> int:
@@ -96,12 +98,33 @@ class LlamaCpp:
         """Decode ``tokens`` at positions ``start``...; logits of every token or only the last one."""
         if start + len(tokens) > self.n_ctx:
             raise SentinelError(f"{start + len(tokens)} tokens exceed the llama.cpp context of {self.n_ctx}")
+        self._decode(tokens, start, all_logits)
+        rows = range(len(tokens)) if all_logits else [len(tokens) - 1]
+        return np.array([self.ctx.get_logits_ith(i) for i in rows], dtype=np.float32)
+
+    def _decode(self, tokens: list[int], start: int, all_logits: bool) -> None:
         batch = self._cp.LlamaBatch(n_tokens=len(tokens), embd=0, n_seq_max=1)
         for i, t in enumerate(tokens):
             batch.add(int(t), start + i, [0], all_logits or i == len(tokens) - 1)
         self.ctx.decode(batch)
-        rows = range(len(tokens)) if all_logits else [len(tokens) - 1]
-        return np.array([self.ctx.get_logits_ith(i) for i in rows], dtype=np.float32)
+
+    def timed_greedy(self, tokens: list[int], n: int) -> tuple[list[int], float, float]:
+        """Greedy tokens with the argmax inside llama.cpp (no logits copied to Python), for timing:
+        (tokens, prefill seconds, decode seconds)."""
+        if len(tokens) + n > self.n_ctx:
+            raise SentinelError(f"{len(tokens) + n} tokens exceed the llama.cpp context of {self.n_ctx}")
+        if self._sampler is None:
+            self._sampler = self._cp.LlamaSampler()
+            self._sampler.add_greedy()
+        self.reset()
+        t0 = time.perf_counter()
+        self._decode(tokens, 0, False)
+        t1 = time.perf_counter()
+        out: list[int] = []
+        for i in range(n):
+            out.append(int(self._sampler.sample(self.ctx, -1)))
+            self._decode([out[-1]], len(tokens) + i, False)
+        return out, t1 - t0, time.perf_counter() - t1
 
     def logits(self, tokens: list[int]) -> np.ndarray:
         """[len(tokens), n_vocab] logits of one prefill from an empty cache."""
@@ -128,7 +151,7 @@ class LlamaCpp:
         return self.vocab.detokenize(list(tokens), False, True) if tokens else ""
 
     def close(self) -> None:
-        for name in ("ctx", "model"):
+        for name in ("_sampler", "ctx", "model"):
             obj = getattr(self, name, None)
             if obj is not None and hasattr(obj, "close"):
                 obj.close()

@@ -58,16 +58,8 @@ def measure_here(path: Path, contexts: list[int], decode_tokens: int, repeats: i
 
 
 def _run(llm, prompt: list[int], n: int) -> tuple[float, float]:
-    llm.reset()
-    t0 = time.perf_counter()
-    last = llm.eval(prompt)[-1]
-    t1 = time.perf_counter()
-    pos = len(prompt)
-    for _ in range(n):
-        last = llm.eval([int(last.argmax())], start=pos)[-1]
-        pos += 1
-    t2 = time.perf_counter()
-    return len(prompt) / (t1 - t0), n / (t2 - t1)
+    _, prefill_s, decode_s = llm.timed_greedy(prompt, n)
+    return len(prompt) / prefill_s, n / decode_s
 
 
 def _backend() -> str:

@@ -29,7 +29,10 @@ def _ints(value: str | None, name: str) -> list[int] | None:
 @click.option("--repeats", type=int, default=None, help="Runs per context after the warm-up [default: 3 Metal, 2 CPU].")
 @click.option("--out", type=click.Path(), default=None, help="Folder for verify.json/.md [default: the model folder].")
 def verify(model, targets, contexts, decode_tokens, repeats, out):
-    """Measure MODEL (a converted MLX folder) on this machine; verified only where this machine is the target."""
+    """Measure MODEL (an MLX folder, or a .gguf through llama.cpp) here; verified only where this machine is the target."""
+    if str(model).endswith(".gguf"):
+        _verify_gguf(model, targets, _ints(contexts, "--contexts"), decode_tokens, repeats, out)
+        return
     from runtime_mlx.verify import verify as run_verify
 
     report, path = run_verify(model, targets, _ints(contexts, "--contexts"), decode_tokens, repeats, out,
@@ -39,6 +42,20 @@ def verify(model, targets, contexts, decode_tokens, repeats, out):
         click.echo(f"{t['target']['name']}: {t['status']}, context {worst['context']}: "
                    f"{'fits' if worst['fits'] else 'does not fit'} "
                    f"({worst['peak_bytes'] / 2**20:,.0f} of {worst['working_set_bytes'] / 2**20:,.0f} MiB)")
+    click.echo(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+def _verify_gguf(model, targets, contexts, decode_tokens, repeats, out) -> None:
+    """The llama.cpp branch: same options, measured through the llama.cpp that reads our GGUF files."""
+    from convert.gguf_verify import verify_gguf
+
+    report, path = verify_gguf(model, targets, contexts, decode_tokens, repeats, out)
+    for r in report["runs"]:
+        click.echo(f"llama.cpp @ {r['context']}: prompt {r['prompt_tps']:,.1f} tok/s, "
+                   f"decode {r['decode_tps']:,.1f} tok/s")
+    click.echo(f"load {report['load_s']:.2f} s, peak RSS {report['peak_rss_bytes'] / 2**20:,.0f} MiB")
+    for t in report["targets"]:
+        click.echo(f"{t['target']}: {t['status']}")
     click.echo(f"wrote {path} and {path.with_suffix('.md')}")
 
 
