@@ -2,7 +2,7 @@
 
 The converter's card (convert/model_card.py: size, format, heads kept per
 layer) is regenerated from config.json and the safetensors headers, then
-followed by the forge numbers (baseline / LoRA-only control / forged rows of a
+followed by the forge numbers (baseline / unpruned control / forged rows of a
 report.json) and a "Runs On" table made from the verify*.json reports present.
 Nothing is typed by hand: a section whose source file is missing says so.
 """
@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from runtime_mlx import planner
-from runtime_mlx.verify import write_text
-from sentinel.atomic import read_json
+from sentinel.atomic import read_json, write_text
 from sentinel.errors import SentinelError
 from sentinel.layout import read_layout
 

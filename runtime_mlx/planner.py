@@ -27,7 +27,6 @@ Pure Python (JSON + safetensors headers): runs without MLX or torch.
 from __future__ import annotations
 
 import glob
-import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -91,20 +90,23 @@ def _embedded(name: str) -> Optional[Path]:
 
 
 def read_config(model: str | Path) -> tuple[dict, Optional[Path]]:
-    """config.json of a folder (or the file itself); the folder is returned when there is one."""
+    """config.json of a folder (or the file itself), validated; the folder is returned when there is one.
+
+    A folder's weights are checked too when it has any (a folder with config.json alone is
+    planned from the config)."""
+    from runtime_mlx.models import FAMILIES
+    from sentinel.validate import check_config, check_model_folder, read_config as read_folder_config
+
     path = Path(model).expanduser()
     if not path.exists():
         path = _embedded(str(model)) or path
     if path.is_dir():
-        folder, path = path, path / "config.json"
-    else:
-        folder = None
+        return check_model_folder(path, FAMILIES, weights_required=False).config, path
     if not path.is_file():
         raise SentinelError(f"{path} not found (give a model folder or its config.json)")
-    try:
-        return json.loads(path.read_text()), folder
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SentinelError(f"{path} is not valid JSON ({e})") from None
+    config = read_folder_config(path)
+    check_config(config, str(path), FAMILIES)
+    return config, None
 
 
 def safetensors_headers(folder: Path) -> dict[str, tuple[str, list[int]]]:
@@ -284,8 +286,10 @@ def fit(facts: ModelFacts, target, context: int) -> dict[str, Any]:
 def plan(model: str | Path, targets: list, contexts: list[int], dtype: Optional[str] = None,
          quantize: Optional[int] = None, group_size: int = 64) -> dict[str, Any]:
     """The ``sentinel plan`` report: one fit per target and context, all labelled estimated."""
-    if not contexts or any(c <= 0 for c in contexts):
-        raise SentinelError("contexts must be positive token counts")
+    from sentinel.options import MAX_CONTEXT
+
+    if not contexts or any(not 0 < c <= MAX_CONTEXT for c in contexts):
+        raise SentinelError(f"contexts must be token counts between 1 and {MAX_CONTEXT:,}")
     facts = model_facts(model, dtype, quantize, group_size)
     return {"model": str(model), "facts": facts.to_dict(), "status": "estimated",
             "targets": [{"target": t.to_dict(), "fits": [fit(facts, t, c) for c in contexts]} for t in targets]}

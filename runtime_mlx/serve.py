@@ -262,7 +262,8 @@ def parse_server_args(argv: list[str]):
         return parsed.args_
     except SystemExit:
         lines = [line for line in captured.getvalue().splitlines() if line.strip()]
-        raise SentinelError(f"mlx_lm.server: {lines[-1] if lines else 'bad arguments'}") from None
+        last = lines[-1].rpartition("error: ")[2] if lines else "bad arguments"
+        raise SentinelError(f"mlx_lm.server refused the extra flags: {last}") from None
     finally:
         server.run, server.ModelProvider, sys.argv = saved[:3]
         root.handlers[:] = saved[3]
@@ -281,9 +282,12 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8080, extra_ar
     from runtime_mlx.loader import load_model, model_context, resolve_mlx_folder
 
     folder = resolve_mlx_folder(model)
-    argv = ["sentinel serve", "--model", str(folder), "--host", host, "--port", str(port), *extra_args]
-    args = parse_server_args(argv)
-    if (args.model, args.host, args.port, args.allowed_origins) != (str(folder), host, port, "*"):
+    # Our own values go first with markers: argparse keeps the last occurrence, so any of these flags
+    # (or an abbreviation such as --mod) among the extra arguments shows up as a changed value.
+    mark = "\0sentinel"
+    args = parse_server_args(["sentinel serve", "--model", mark, "--host", mark, "--port", "65536",
+                              "--allowed-origins", mark, *extra_args])
+    if (args.model, args.host, args.port, args.allowed_origins) != (mark, mark, 65536, [mark]):
         raise SentinelError("--model, --host, --port and --allowed-origins cannot be passed through to "
                             "mlx_lm.server; use sentinel serve's MODEL, --host, --port and --allow-origin")
     check_listen(host, port)
@@ -295,6 +299,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8080, extra_ar
     server.load = partial(sentinel_load, keep_dtype=keep_dtype)
     server.ModelProvider = Provider
     server.run = lambda host_, port_, provider: _run(settings, host_, port_, provider)
+    argv = ["sentinel serve", "--model", str(folder), "--host", host, "--port", str(port), *extra_args]
     saved, sys.argv = sys.argv, argv
     try:
         server.main()

@@ -14,17 +14,15 @@ the planner's prediction, labelled *estimated*. The model's name plays no part.
 from __future__ import annotations
 
 import datetime
-import os
 import statistics
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from runtime_mlx import planner
 from runtime_mlx.targets import Target, device_facts, get_targets, is_device
-from sentinel.atomic import write_json
+from sentinel.atomic import check_creatable, write_json, write_text
 from sentinel.errors import SentinelError
 
 SCHEMA = 1
@@ -82,16 +80,18 @@ def _run(model, tokenizer, prompt: list[int], decode_tokens: int) -> dict[str, f
 
 
 def measure(folder: Path, contexts: list[int], decode_tokens: int, repeats: int,
-            progress: bool = False) -> dict[str, Any]:
-    """Load once, warm up once, then ``repeats`` runs per context; medians of speeds, max of peaks."""
+            progress: bool = False, keep_dtype: bool = False) -> dict[str, Any]:
+    """Load once, warm up once, then ``repeats`` runs per context; medians of speeds, max of peaks.
+    ``compute_dtype`` says what the matmuls ran in (float32 on a CPU backend unless ``keep_dtype``)."""
     import mlx.core as mx
 
     import runtime_mlx
+    from runtime_mlx.loader import compute_dtype
 
     mx.clear_cache()
     mx.reset_peak_memory()
     tic = time.perf_counter()
-    model, tokenizer = runtime_mlx.load(folder, lazy=False)
+    model, tokenizer = runtime_mlx.load(folder, lazy=False, keep_dtype=keep_dtype)
     mx.eval(model.parameters())
     load_s = time.perf_counter() - tic
     load_peak = mx.get_peak_memory()
@@ -117,7 +117,8 @@ def measure(folder: Path, contexts: list[int], decode_tokens: int, repeats: int,
                      "kv_bytes_per_token": runs[0]["kv_bytes_per_token"], "runs": runs})
     if bar is not None:
         bar.close()
-    return {"load_seconds": load_s, "load_peak_bytes": load_peak, "contexts": rows}
+    return {"load_seconds": load_s, "load_peak_bytes": load_peak, "compute_dtype": compute_dtype(model),
+            "contexts": rows}
 
 
 def format_name(facts: planner.ModelFacts) -> str:
@@ -126,12 +127,15 @@ def format_name(facts: planner.ModelFacts) -> str:
 
 
 def build_report(model_facts: planner.ModelFacts, measured: Mapping[str, Any], facts: Mapping[str, Any],
-                 targets: list[Target], settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything verify.json holds. ``facts`` describes the measuring machine (tests inject them)."""
+                 targets: list[Target], settings: Mapping[str, Any],
+                 here_facts: Optional[planner.ModelFacts] = None) -> dict[str, Any]:
+    """Everything verify.json holds. ``facts`` describes the measuring machine (tests inject them);
+    ``here_facts`` the model as it ran here (e.g. upcast to float32 on a CPU backend), which the
+    planner check uses; targets are planned as stored."""
     here = facts.get("backend", "cpu")
     check = []
     for row in measured["contexts"]:
-        pred = planner.predict_peak(model_facts, row["context"] + row["decode_tokens"], here,
+        pred = planner.predict_peak(here_facts or model_facts, row["context"] + row["decode_tokens"], here,
                                     prompt=row["context"])["total"]
         check.append({"context": row["context"], "decode_tokens": row["decode_tokens"], "predicted_bytes": pred,
                       "measured_bytes": row["peak_bytes"],
@@ -169,7 +173,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
              f"Measured {report['date']} on {d['chip']} ({d['system']} {d['machine']}, "
              f"{d['ram_bytes'] / 2**30:.1f} GiB RAM, MLX {d.get('mlx')} on {d.get('backend')}, mlx-lm {d.get('mlx_lm')}).",
              f"Settings: contexts {', '.join(str(c) for c in s['contexts'])} prompt tokens, {s['decode_tokens']} "
-             f"decoded tokens, {s['repeats']} repeats after one warm-up (medians; peak = max over repeats).", "",
+             f"decoded tokens, {s['repeats']} repeats after one warm-up (medians; peak = max over repeats); "
+             f"computed in {s.get('compute_dtype', report['format'])}.", "",
              f"Load: {m['load_seconds']:.2f} s, peak {_mib(m['load_peak_bytes'])}.", "",
              "## Measured on this machine", "",
              "| context | peak memory | planner predicted | prompt tok/s | decode tok/s | KV bytes/token |",
@@ -193,18 +198,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_text(path: Path, text: str) -> None:
-    """Atomic text write (temp file + rename), like sentinel.atomic.write_json."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _positive(name: str, values: list[int]) -> None:
     if not values or any(int(v) <= 0 for v in values):
         raise SentinelError(f"{name} must be positive integers")
@@ -212,7 +205,7 @@ def _positive(name: str, values: list[int]) -> None:
 
 def verify(model: str | Path, targets: Optional[str | list[str]] = None, contexts: Optional[list[int]] = None,
            decode_tokens: Optional[int] = None, repeats: Optional[int] = None, out: Optional[Path] = None,
-           progress: bool = False) -> tuple[dict[str, Any], Path]:
+           progress: bool = False, keep_dtype: bool = False) -> tuple[dict[str, Any], Path]:
     """Measure MODEL here, judge every target, write verify.json + verify.md into ``out`` (default: the
     model folder). Returns (report, json path)."""
     from runtime_mlx.loader import resolve_mlx_folder
@@ -226,10 +219,15 @@ def verify(model: str | Path, targets: Optional[str | list[str]] = None, context
     repeats = repeats or defaults["repeats"]
     _positive("contexts", contexts)
     _positive("--decode-tokens and --repeats", [decode_tokens, repeats])
+    if out is not None:
+        check_creatable(out)  # before minutes of measuring, not after
     mfacts = planner.model_facts(folder)
-    measured = measure(folder, contexts, decode_tokens, repeats, progress)
-    settings = {"contexts": contexts, "decode_tokens": decode_tokens, "repeats": repeats, "warmup_runs": 1}
-    report = build_report(mfacts, measured, facts, chosen, settings)
+    measured = measure(folder, contexts, decode_tokens, repeats, progress, keep_dtype)
+    computed = measured["compute_dtype"]
+    here = mfacts if planner.NAMED_DTYPES.get(computed) == mfacts.dtype else planner.model_facts(folder, computed)
+    settings = {"contexts": contexts, "decode_tokens": decode_tokens, "repeats": repeats, "warmup_runs": 1,
+                "compute_dtype": computed}
+    report = build_report(mfacts, measured, facts, chosen, settings, here)
     report["model_path"] = str(folder)
     out = Path(out) if out is not None else folder
     try:

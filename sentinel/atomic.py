@@ -35,17 +35,24 @@ def check_output_dir(target: str | os.PathLike, inputs: Iterable[str | os.PathLi
         src = Path(source).expanduser().resolve()
         if resolved == src or src in resolved.parents or resolved in src.parents:
             raise SentinelError(f"output {target} would overwrite the input {source}; choose another --out")
-    for parent in resolved.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise SentinelError(f"cannot create {target}: {parent} is a file, not a folder")
-            break
+    check_creatable(target)
     if target.exists() or target.is_symlink():
         if not target.is_dir():
             raise SentinelError(f"output {target} exists and is not a folder")
         if not force:
             raise SentinelError(f"output {target} already exists (use --force to replace it)")
     return target
+
+
+def check_creatable(folder: str | os.PathLike) -> Path:
+    """Refuse a folder that cannot be created because it, or a folder above it, is a regular file."""
+    folder = Path(folder).expanduser()
+    for path in (folder.resolve(), *folder.resolve().parents):
+        if path.exists():
+            if not path.is_dir():
+                raise SentinelError(f"cannot create {folder}: {path} is a file, not a folder")
+            break
+    return folder
 
 
 def _pid_alive(pid: int) -> bool:

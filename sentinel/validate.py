@@ -40,8 +40,10 @@ class ModelFolder:
 
 
 def read_config(folder: Path) -> dict:
-    """config.json of ``folder`` as a dict, or one line saying why it cannot be."""
-    path = Path(folder) / "config.json"
+    """config.json of ``folder`` (or the config file itself) as a dict, or one line saying why it cannot be."""
+    path = Path(folder)
+    if path.is_dir() or not path.exists():
+        path = path / "config.json"
     if not path.is_file():
         raise SentinelError(f"{folder} is not a model folder (no config.json)")
     try:

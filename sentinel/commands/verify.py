@@ -4,39 +4,39 @@ from __future__ import annotations
 
 import click
 
-from sentinel.errors import SentinelError
+from sentinel.options import MAX_CONTEXT, POSITIVE, IntList
 
 
-def _ints(value: str | None, name: str) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        out = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise SentinelError(f"{name} takes comma-separated integers, got {value!r}") from None
-    if not out or any(v <= 0 for v in out):
-        raise SentinelError(f"{name} takes positive integers, got {value!r}")
-    return out
+def _target_help(what: str) -> str:
+    from runtime_mlx.targets import BUILTIN
+
+    return f"{what}: {', '.join(BUILTIN)} (more in $SENTINEL_HOME/targets.json)."
 
 
-@click.command("verify")
+@click.command("verify", epilog="Example: sentinel verify forged-mlx --target macbook-air-8gb")
 @click.argument("model")
 @click.option("--target", "targets", default=None,
-              help="Comma-separated targets [default: macbook-air-8gb,macbook-pro-16gb,macbook-pro-32gb].")
-@click.option("--contexts", default=None, help="Prompt lengths to measure [default: 512,2048,8192 on Metal; "
-                                               "64,256 on CPU].")
-@click.option("--decode-tokens", type=int, default=None, help="Tokens decoded per run [default: 128 Metal, 8 CPU].")
-@click.option("--repeats", type=int, default=None, help="Runs per context after the warm-up [default: 3 Metal, 2 CPU].")
+              help=_target_help("Comma-separated targets [default: macbook-air-8gb,macbook-pro-16gb,"
+                                "macbook-pro-32gb]; choose from"))
+@click.option("--contexts", type=IntList(1, MAX_CONTEXT), default=None,
+              help="Comma-separated prompt lengths to measure [default: 512,2048,8192 on Metal; 64,256 on CPU].")
+@click.option("--decode-tokens", type=POSITIVE, default=None,
+              help="Tokens decoded per run [default: 128 Metal, 8 CPU].")
+@click.option("--repeats", type=POSITIVE, default=None,
+              help="Runs per context after the warm-up [default: 3 Metal, 2 CPU].")
+@click.option("--keep-dtype", is_flag=True,
+              help="On a CPU backend, measure in the stored fp16/bf16 instead of float32 compute.")
 @click.option("--out", type=click.Path(), default=None, help="Folder for verify.json/.md [default: the model folder].")
-def verify(model, targets, contexts, decode_tokens, repeats, out):
+def verify(model, targets, contexts, decode_tokens, repeats, keep_dtype, out):
     """Measure MODEL (an MLX folder, or a .gguf through llama.cpp) here; verified only where this machine is the target."""
     if str(model).endswith(".gguf"):
-        _verify_gguf(model, targets, _ints(contexts, "--contexts"), decode_tokens, repeats, out)
+        _verify_gguf(model, targets, contexts, decode_tokens, repeats, out)
         return
     from runtime_mlx.verify import verify as run_verify
 
-    report, path = run_verify(model, targets, _ints(contexts, "--contexts"), decode_tokens, repeats, out,
-                              progress=True)
+    report, path = run_verify(model, targets, contexts, decode_tokens, repeats, out, progress=True,
+                              keep_dtype=keep_dtype)
+    click.echo(f"computed in {report['settings']['compute_dtype']} on {report['device'].get('backend')}")
     for t in report["targets"]:
         worst = t["fits"][-1]
         click.echo(f"{t['target']['name']}: {t['status']}, context {worst['context']}: "
@@ -59,13 +59,16 @@ def _verify_gguf(model, targets, contexts, decode_tokens, repeats, out) -> None:
     click.echo(f"wrote {path} and {path.with_suffix('.md')}")
 
 
-@click.command("plan")
+@click.command("plan", epilog="Example: sentinel plan forged-mlx --target macbook-pro-16gb --context 2048,8192")
 @click.argument("model")
-@click.option("--target", "targets", default=None, help="Comma-separated targets (see `sentinel verify`).")
-@click.option("--context", "contexts", default="2048", show_default=True, help="Comma-separated context lengths.")
+@click.option("--target", "targets", default=None,
+              help=_target_help("Comma-separated targets [default: macbook-air-8gb,macbook-pro-16gb,"
+                                "macbook-pro-32gb]; choose from"))
+@click.option("--context", "contexts", type=IntList(1, MAX_CONTEXT), default="2048", show_default=True,
+              help="Comma-separated context lengths in tokens.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default=None,
               help="Plan the model as `sentinel convert --dtype` would write it [default: as stored].")
-@click.option("--quantize", type=click.Choice(["4", "8"]), default=None, help="... and quantized to these bits.")
+@click.option("--quantize", type=click.Choice(["4", "8"]), default=None, help="Plan the model quantized to these bits (MLX affine, group size 64).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full plan as JSON.")
 def plan(model, targets, contexts, dtype, quantize, as_json):
     """Predict peak memory and decode speed of MODEL (folder or config.json; no weights read) on targets."""
@@ -74,7 +77,7 @@ def plan(model, targets, contexts, dtype, quantize, as_json):
     from runtime_mlx.planner import plan as make_plan
     from runtime_mlx.targets import get_targets
 
-    result = make_plan(model, get_targets(targets), _ints(contexts, "--context"), dtype,
+    result = make_plan(model, get_targets(targets), contexts, dtype,
                        int(quantize) if quantize else None)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -93,7 +96,7 @@ def plan(model, targets, contexts, dtype, quantize, as_json):
                        f"decode <= {r['decode_tps_upper_bound']:,.0f} tok/s (estimated)")
 
 
-@click.command("card")
+@click.command("card", epilog="Example: sentinel card forged-mlx --report forged/report.json")
 @click.argument("model")
 @click.option("--report", "report", type=click.Path(), default=None,
               help="Forge report.json [default: one found beside the model].")
