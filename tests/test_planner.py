@@ -139,10 +139,10 @@ def test_plan_cli_and_one_line_errors(config_file, tmp_path):
     result = json.loads(ok.stdout)
     assert result["status"] == "estimated"
     assert result["targets"][0]["fits"][0]["fits"] is True
-    for args, msg in [(("plan", str(tmp_path / "nope")), "not found"),
-                      (("plan", str(config_file), "--target", "pdp-11"), "unknown target 'pdp-11'"),
-                      (("plan", str(config_file), "--context", "a,b"), "comma-separated integers"),
-                      (("plan", "smollm2-135m"), "neither pulled nor converted here")]:
+    for args, msg, code in [(("plan", str(tmp_path / "nope")), "not found", 1),
+                            (("plan", str(config_file), "--target", "pdp-11"), "unknown target 'pdp-11'", 1),
+                            (("plan", str(config_file), "--context", "a,b"), "comma-separated list of integers", 2),
+                            (("plan", "smollm2-135m"), "neither pulled nor converted here", 1)]:
         bad = _cli(*args, env_home=tmp_path)
-        assert bad.returncode == 1
+        assert bad.returncode == code  # 2: click's usage error for a bad option value
         assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error: ") and msg in bad.stderr

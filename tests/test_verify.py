@@ -101,12 +101,12 @@ def test_verify_tiny_model_writes_measured_report(tiny_mlx, tmp_path):
 
 def test_verify_cli_errors_are_one_line(tiny_mlx, tmp_path):
     env = {**os.environ, "SENTINEL_HOME": str(tmp_path)}
-    for args, msg in [((str(tmp_path / "missing"),), "not found"),
-                      ((str(tiny_mlx), "--contexts", "0"), "positive integers"),
-                      ((str(tiny_mlx), "--target", "atari-st"), "unknown target 'atari-st'")]:
+    for args, msg, code in [((str(tmp_path / "missing"),), "not found", 1),
+                            ((str(tiny_mlx), "--contexts", "0"), "0 is not in the range 1<=x<=", 2),  # click usage
+                            ((str(tiny_mlx), "--target", "atari-st"), "unknown target 'atari-st'", 1)]:
         p = subprocess.run([sys.executable, "-m", "sentinel.cli", "verify", *args], capture_output=True, text=True,
                            env=env, timeout=120)
-        assert p.returncode == 1
+        assert p.returncode == code
         assert p.stderr.startswith("error: ") and p.stderr.strip().count("\n") == 0 and msg in p.stderr
     assert not (tiny_mlx / "verify.json").exists()
 
