@@ -9,6 +9,7 @@ index) into a temp folder renamed into place when complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Callable
@@ -133,6 +134,19 @@ def check_shapes(model: nn.Module, layout: HeadLayout) -> None:
             raise LayoutError(f"layer {i}: the MLP has {width} channels, layout says {layout.mlp_widths[i]}")
 
 
+@contextlib.contextmanager
+def _quiet_progress():
+    from transformers.utils import logging
+
+    was = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            logging.enable_progress_bar()
+
+
 def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = False,
                max_shard_size: str = "2GB", extra: Callable[[Path], None] | None = None) -> Path:
     """Write config (with layout), sharded safetensors + index, generation config, tokenizer.
@@ -142,7 +156,8 @@ def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = 
     layout = model_layout(model).validate()
     check_shapes(model, layout)
     with atomic_dir(out, force=force) as tmp:
-        model.save_pretrained(tmp, max_shard_size=max_shard_size)
+        with _quiet_progress():  # a "Writing model shards" bar per save is noise in the forge's console
+            model.save_pretrained(tmp, max_shard_size=max_shard_size)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         wrappers.finish_save(model, tmp)  # back into the multimodal shape when its vision tower is kept

@@ -157,7 +157,8 @@ class ForgeRun:
     # --- phases ------------------------------------------------------------------------------
     def _evaluate(self, model, desc: str) -> dict:
         self.status.update(phase="evaluate", message=desc)
-        return perplexity(model, self.splits.eval, self.cfg.eval_batch_size, desc=desc, progress=self.progress)
+        return perplexity(model, self.splits.eval, self.cfg.eval_batch_size, desc=f"eval {desc}",
+                          progress=self.progress)
 
     def _train(self, model, cycle: int, track: str, teacher=None):
         cfg = self.cfg.track_train(track)

@@ -136,20 +136,27 @@ def write_plots(report: dict, folder: Path) -> list[str]:
     names.append(_save(fig, folder / "ppl_per_cycle.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, [c["forged"]["params"] / 1e6 for c in cycles], "o-")
+    ax.plot(xs, [c["forged"]["params"] / 1e6 for c in cycles], "o-", label="forged")
+    ax.axhline(report["baseline"]["params"] / 1e6, color="gray", ls="--", label="base model")
     ax.set(xlabel="cycle", ylabel="parameters (M)", title="Forged model size per cycle", xticks=xs)
+    ax.legend()
     names.append(_save(fig, folder / "params_per_cycle.png"))
 
-    for c in cycles:
-        scores = c.get("pruning", {}).get("scores")
-        if scores is not None:
-            grid = np.array(scores, dtype=float)
+    grids = {c["cycle"]: np.array(c["pruning"]["scores"], dtype=float) for c in cycles
+             if c.get("pruning", {}).get("scores") is not None}
+    if grids:  # one colour scale for every cycle, so cycles can be compared; grey = already removed
+        values = np.concatenate([g[np.isfinite(g)] for g in grids.values()])
+        vmin, vmax = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("lightgrey")
+        for cycle, grid in grids.items():
             fig, ax = plt.subplots(figsize=(6, 6))
-            im = ax.imshow(grid, aspect="auto", cmap="viridis")
+            im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
             ax.set(xlabel="original query head", ylabel="layer",
-                   title=f"Head importance before cycle {c['cycle']} ({report['config']['prune']['criterion']})")
-            fig.colorbar(im, ax=ax)
-            names.append(_save(fig, folder / f"importance_cycle_{c['cycle']}.png"))
+                   title=f"Head importance before cycle {cycle} ({report['config']['prune']['criterion']})")
+            fig.colorbar(im, ax=ax, label="score (same scale for every cycle)")
+            ax.legend(handles=[_patch("lightgrey", "removed in an earlier cycle")], loc="upper right", fontsize=7)
+            names.append(_save(fig, folder / f"importance_cycle_{cycle}.png"))
 
     base = report["baseline"]
     kept = np.zeros((len(base["q_heads"]), max(base["q_heads"])))
@@ -159,9 +166,15 @@ def write_plots(report: dict, folder: Path) -> list[str]:
             for h in layer["q_heads"]:
                 origin = int(layer.get("clone_of", {}).get(str(h), h))
                 kept[i, origin] += 1
+        cloned = bool((kept > 1).any())
         fig, ax = plt.subplots(figsize=(6, 6))
         ax.imshow(kept, aspect="auto", cmap="Greens", vmin=0, vmax=2)
-        ax.set(xlabel="original query head", ylabel="layer", title="Kept query heads (dark: cloned)")
+        handles = [_patch(plt.get_cmap("Greens")(0.0), "removed"), _patch(plt.get_cmap("Greens")(0.5), "kept")]
+        if cloned:
+            handles.append(_patch(plt.get_cmap("Greens")(1.0), "kept + clone"))
+        ax.legend(handles=handles, loc="upper right", fontsize=7)
+        ax.set(xlabel="original query head", ylabel="layer",
+               title="Kept query heads" + (" (dark: cloned by mitosis)" if cloned else ""))
         names.append(_save(fig, folder / "kept_heads.png"))
     final = report["cycles"][report["accepted_cycle"]]["forged"]
     if final.get("mlp_channels") and base.get("mlp_channels"):
@@ -179,6 +192,12 @@ def _shape_plot(plt, base: dict, final: dict, path: Path) -> str:
     ax.set(xlabel="layer", ylabel="fraction kept", ylim=(0, 1.05), title="Forged shape per layer")
     ax.legend()
     return _save(fig, path)
+
+
+def _patch(color, label: str):
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor=color, edgecolor="grey", label=label)
 
 
 def _save(fig, path: Path) -> str:
