@@ -152,3 +152,23 @@ def test_qwen2_pre_tokenizer_is_recognised():
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
                                                  pre_tokenizers.ByteLevel(add_prefix_space=False)])
     assert pre_tokenizer_name(json.loads(tok.to_str())) == "smollm"
+
+
+def test_verify_measures_through_llama_cpp(tmp_path):
+    from click.testing import CliRunner
+
+    from sentinel.cli import main
+
+    _, folder = make_checkpoint(tmp_path, "qwen2", "heads+mlp")
+    path = convert_to_gguf(folder, tmp_path / "m.gguf", outtype="q8_0")
+    result = CliRunner().invoke(main, ["verify", str(path), "--contexts", "16,48", "--decode-tokens", "8",
+                                       "--repeats", "2", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "v" / "m.verify.json").read_text())
+    assert report["architecture"] == "deci" and report["bytes"] == path.stat().st_size
+    assert [r["context"] for r in report["runs"]] == [16, 48]
+    assert all(r["prompt_tps"] > 0 and r["decode_tps"] > 0 for r in report["runs"])
+    assert report["load_s"] > 0 and report["peak_rss_bytes"] >= report["rss_before_load_bytes"] > 0
+    if not report["device"]["apple_silicon"]:  # "verified" only on the named MacBook itself
+        assert all(t["status"] == "not measured" for t in report["targets"])
+    assert (tmp_path / "v" / "m.verify.md").read_text().startswith("# llama.cpp measurement: m.gguf")
