@@ -25,7 +25,7 @@ from bench.common import RESULTS, run_facts  # noqa: E402
 NAME = "qwen2.5-coder-0.5b"
 SMALL = ["--domain", "code", "--target-params", "0.75", "--criterion", "activation", "--recovery", "distill",
          "--train", "lora", "--cycles", "2", "--steps", "8", "--batch-size", "2", "--seq-len", "128",
-         "--train-tokens", "16384", "--eval-tokens", "4096", "--calib-windows", "8", "--lora-rank", "8"]
+         "--train-tokens", "16384", "--eval-tokens", "2048", "--calib-windows", "8", "--lora-rank", "8"]
 
 
 def main() -> None:
