@@ -38,12 +38,14 @@ def chat_style(template: str | None) -> str | None:
 
 def default_system(template: str, style: str) -> str | None:
     """A system prompt the Jinja template inserts when the chat has none (SmolLM2, Qwen2 do)."""
-    pattern = (r"<\|im_start\|>system\\n(.+?)<\|im_end\|>" if style == "chatml"
-               else r"<\|start_header_id\|>system<\|end_header_id\|>\\n\\n(.+?)<\|eot_id\|>")
+    nl = r"(?:\\n|\n)"  # an escaped newline inside a Jinja string, or a real one
+    pattern = (rf"<\|im_start\|>system{nl}(.+?)<\|im_end\|>" if style == "chatml"
+               else rf"<\|start_header_id\|>system<\|end_header_id\|>{nl}{nl}(.+?)<\|eot_id\|>")
     found = re.search(pattern, template)
-    if not found or "{{" in found.group(1) or "{%" in found.group(1):
+    # an unescaped quote means the string literal ended: the prompt is computed, not written out
+    if not found or "{{" in found.group(1) or "{%" in found.group(1) or re.search(r"(?<!\\)['\"]", found.group(1)):
         return None
-    return found.group(1).replace("\\n", "\n")
+    return found.group(1).replace("\\n", "\n").replace("\\'", "'").replace('\\"', '"')
 
 
 def render_modelfile(gguf_name: str, chat_template: str | None, eos: str | None,

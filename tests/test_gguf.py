@@ -172,3 +172,12 @@ def test_verify_measures_through_llama_cpp(tmp_path):
     if not report["device"]["apple_silicon"]:  # "verified" only on the named MacBook itself
         assert all(t["status"] == "not measured" for t in report["targets"])
     assert (tmp_path / "v" / "m.verify.md").read_text().startswith("# llama.cpp measurement: m.gguf")
+
+
+def test_default_system_prompt_with_real_or_escaped_newlines():
+    from convert.gguf_modelfile import default_system
+
+    for newline in ("\\n", "\n"):
+        template = "{{ '<|im_start|>system" + newline + "You are SmolLM.<|im_end|>" + newline + "' }}"
+        assert default_system(template, "chatml") == "You are SmolLM."
+    assert default_system("{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>' }}", "chatml") is None
