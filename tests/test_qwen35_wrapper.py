@@ -174,3 +174,25 @@ def test_keep_vision_writes_the_wrapper_shape_back(tmp_path):
     assert read_layout(config) == read_layout(json.loads((text_only / "config.json").read_text()))
     mlx_folder = convert_to_mlx(kept, tmp_path / "kept-mlx", dtype="float32")
     assert np.abs(mlx_logits(mlx_folder, IDS) - want).max() <= 1e-4
+
+
+def test_forge_keeps_the_vision_tower_of_a_wrapper(tmp_path):
+    """`sentinel forge` on the published shape: stage 0, one prune/distill cycle, a wrapper folder out."""
+    src = tmp_path / "published"
+    save_published(src)
+    out = tmp_path / "forged"
+    result = CliRunner().invoke(main, [
+        "forge", str(src), "--out", str(out), "--keep-vision", "--prune-level", "0.5", "--mlp-level", "0.25",
+        "--channel-group", "8", "--criterion", "activation", "--cycles", "1", "--steps", "1", "--batch-size", "2",
+        "--seq-len", "32", "--train-tokens", "1000", "--eval-tokens", "256", "--calib-windows", "4"])
+    assert result.exit_code == 0, result.output
+    model = out / "model"
+    config = json.loads((model / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3_5ForConditionalGeneration"]
+    layout = read_layout(config)
+    assert sum(layout.layers[i].num_heads for i in FULL) == 8 and sum(layout.mlp_widths) < 8 * 128
+    vision = {n for n in stored_names(src) if n.startswith("model.visual.")}
+    assert vision <= stored_names(model)
+    want = torch_logits(load_model(model), IDS)
+    mlx_folder = convert_to_mlx(model, tmp_path / "forged-mlx", dtype="float32")
+    assert np.abs(mlx_logits(mlx_folder, IDS) - want).max() <= 1e-4
