@@ -72,7 +72,7 @@ def use_compute_dtype(model, config: dict, keep_dtype: bool = False) -> str:
     """On MLX's CPU backend, compute a dense fp16/bf16 model in float32 unless ``keep_dtype``.
 
     MLX's CPU half-precision matmuls are several times slower than float32 through BLAS
-    (docs/RUNTIME.md has the numbers); on Metal and CUDA nothing changes. Quantized
+    (bench/cpu_compute_dtype.py measures both); on Metal and CUDA nothing changes. Quantized
     models keep their stored dtype. Returns the dtype the model now computes in.
     """
     import mlx.core as mx

@@ -107,6 +107,7 @@ def atomic_dir(target: str | os.PathLike, force: bool = False,
     os.chmod(tmp, _file_mode(0o777))  # mkdtemp's 0700 would surprise users of the final folder
     try:
         yield tmp
+        _normalize_modes(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             target.rename(old)
@@ -121,6 +122,17 @@ def atomic_dir(target: str | os.PathLike, force: bool = False,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _normalize_modes(folder: Path) -> None:
+    """Give every file the read/write bits a plain open() would (some writers, e.g. transformers'
+    save_pretrained, leave 0600 files), so one output folder never mixes 0600 and 0644."""
+    want = _file_mode(0o666)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            mode = path.stat().st_mode & 0o7777
+            if mode | want != mode:
+                os.chmod(path, mode | want)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -124,3 +124,18 @@ def test_outputs_share_one_file_mode(hf, tmp_path):
     for name in ("verify.json", "verify.md", "README.md", "config.json"):
         assert stat.S_IMODE((mlx / name).stat().st_mode) == want, name
     assert json.loads((mlx / "verify.json").read_text())["settings"]["compute_dtype"] == "float32"
+
+
+def test_atomic_dir_gives_every_file_the_same_mode(tmp_path):
+    """A writer that leaves a 0600 file (transformers' save_pretrained does) still yields a uniform folder."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "private.bin").write_bytes(b"x")
+        os.chmod(tmp / "private.bin", 0o600)
+        (tmp / "plain.json").write_text("{}")
+        (tmp / "tool.sh").write_text("#!/bin/sh\n")
+        os.chmod(tmp / "tool.sh", 0o700)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()}
+    assert modes == {"private.bin": 0o666 & ~umask, "plain.json": 0o666 & ~umask, "tool.sh": 0o700 | (0o666 & ~umask)}
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask
