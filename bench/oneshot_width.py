@@ -26,7 +26,8 @@ from bench.common import RESULTS, run_facts  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", type=float, default=0.75)
-    ap.add_argument("--criteria", default="activation,taylor")
+    ap.add_argument("--criteria", default="taylor,activation")
+    ap.add_argument("--balances", default="kind,layer")
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--eval-tokens", type=int, default=4096)
     ap.add_argument("--calib-windows", type=int, default=64)
@@ -42,7 +43,8 @@ def main() -> None:
     from sentinel.atomic import write_json
     from sentinel.models import resolve_model
 
-    settings = {k: getattr(args, k) for k in ("target", "criteria", "seq_len", "eval_tokens", "calib_windows")}
+    settings = {k: getattr(args, k) for k in ("target", "criteria", "balances", "seq_len", "eval_tokens",
+                                              "calib_windows")}
     result = {**run_facts(), "model": "smollm2-135m (fp32, torch CPU)", "domain": "code", "settings": settings,
               "rows": []}
     if args.resume and args.out.is_file():
@@ -69,16 +71,16 @@ def main() -> None:
     done = {r["row"] for r in result["rows"]}
     if "baseline" not in done:
         add("baseline", base, 0.0)
-    for criterion in args.criteria.split(","):
-        for refit in (False, True):
-            name = f"{criterion}{' + refit' if refit else ''}"
-            if name in done:
-                continue
-            model, tic = copy.deepcopy(base), time.perf_counter()
-            prune_model(model, batches, PruneOptions(criterion=criterion, target_params=args.target,
-                                                     normalize="none", refit=refit), progress=False)
-            add(name, model, time.perf_counter() - tic, criterion=criterion, refit=refit)
-            del model
+    combos = [(c, b, r) for c in args.criteria.split(",") for b in args.balances.split(",") for r in (False, True)]
+    for criterion, balance, refit in combos:
+        name = f"{criterion}, balance {balance}{' + refit' if refit else ''}"
+        if name in done:
+            continue
+        model, tic = copy.deepcopy(base), time.perf_counter()
+        prune_model(model, batches, PruneOptions(criterion=criterion, target_params=args.target, balance=balance,
+                                                 normalize="none", refit=refit), progress=False)
+        add(name, model, time.perf_counter() - tic, criterion=criterion, balance=balance, refit=refit)
+        del model
     result["complete"] = True
     write_json(args.out, result)
 

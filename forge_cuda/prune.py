@@ -24,7 +24,7 @@ from forge_cuda.defrag import defrag, model_layout
 from forge_cuda.families import family_for
 from forge_cuda.importance import CRITERIA, NORMALIZATIONS, UnitScores, score_units
 from forge_cuda.selection import MODES, SCOPES, select_heads
-from forge_cuda.units import UnitSelector, channel_group_for, unit_costs
+from forge_cuda.units import BALANCES, UnitSelector, channel_group_for, unit_costs
 from sentinel.atomic import write_json
 from sentinel.errors import SentinelError
 from sentinel.layout import HeadLayout
@@ -44,6 +44,14 @@ class PruneOptions:
     min_channels: float = 0.1  # fraction of the base MLP width every layer keeps
     channel_group: int = 64  # channels removed together (shrunk for tiny models)
     refit: bool = False  # least-squares refit of o_proj/down_proj on calibration activations (forge_cuda.refit)
+    balance: str = "auto"  # size target: how head and channel scores are made comparable (forge_cuda.units)
+
+    @property
+    def balance_mode(self) -> str:
+        """auto: taylor (a loss change) competes across layers within a kind; norms only within a layer."""
+        if self.balance != "auto":
+            return self.balance
+        return "kind" if self.criterion == "taylor" else "layer"
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -70,6 +78,8 @@ class PruneOptions:
             raise SentinelError(f"min_channels must be a fraction in (0, 1], got {self.min_channels}")
         if self.channel_group < 1:
             raise SentinelError("channel_group must be at least 1")
+        if self.balance not in ("auto", *BALANCES):
+            raise SentinelError(f"unknown balance {self.balance!r}; choose from auto, {', '.join(BALANCES)}")
         if self.criterion == "entropy" and "channels" in self.kinds:
             raise SentinelError("entropy scores attention heads only; use taylor or activation to prune MLP channels")
 
@@ -107,7 +117,8 @@ def _selector(model: nn.Module, layout: HeadLayout, scores: dict[str, UnitScores
     return UnitSelector(layout, unit_costs(model), scores.get("heads") if heads else None, scores.get("channels"),
                         mode=options.mode, min_heads=options.min_heads,
                         min_channels=max(1, round(options.min_channels * width)),
-                        channel_group=channel_group_for(layout, options.channel_group))
+                        channel_group=channel_group_for(layout, options.channel_group),
+                        balance=options.balance_mode)
 
 
 def select_layout(model: nn.Module, scores: dict[str, UnitScores], options: PruneOptions,

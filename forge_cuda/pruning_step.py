@@ -34,6 +34,7 @@ class PruneSettings:
     min_channels: float = 0.1
     channel_group: int = 64
     refit: bool = False  # least-squares refit of the readers of pruned units (forge_cuda.refit)
+    balance: str = "auto"  # how head and channel scores compete for a size target (forge_cuda.units)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +60,8 @@ def cycle_options(model: nn.Module, settings: PruneSettings, head_level: float, 
     if settings.target_params is not None and settings.mitosis_rounds:
         raise SentinelError("mitosis regrows parameters, so it cannot aim at --target-params; use one or the other")
     common = dict(criterion=settings.criterion, mode=settings.mode, min_heads=settings.min_heads, seed=seed,
-                  min_channels=settings.min_channels, channel_group=settings.channel_group, refit=settings.refit)
+                  min_channels=settings.min_channels, channel_group=settings.channel_group, refit=settings.refit,
+                  balance=settings.balance)
     if settings.target_params is not None:
         keep = 1.0 - (1.0 - settings.target_params) * progress
         return PruneOptions(level=0.0, target_params=keep, normalize="none", **common)

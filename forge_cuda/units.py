@@ -83,12 +83,43 @@ class UnitSelection:
     units: dict[str, int]  # query heads, KV heads and channels removed
 
 
+BALANCES = ("kind", "layer", "none")
+
+
+def balance_scores(layout: HeadLayout, costs: dict[int, LayerCosts], heads: dict, channels: dict,
+                   balance: str) -> tuple[dict, dict]:
+    """Re-express scores as a unit's share of its kind's importance per share of its kind's parameters.
+
+    ``kind``: shares of the whole model's heads (or channels), so the two kinds are removed
+    roughly in proportion to their size, weakest first, and layers still compete within a
+    kind. ``layer``: shares within each layer, for criteria whose raw values are not
+    comparable across depth (activation norms grow with the residual stream).
+    ``none``: raw scores (only meaningful if both kinds' scores are on one scale).
+    """
+    if balance not in BALANCES:
+        raise SentinelError(f"unknown balance {balance!r}; choose from {', '.join(BALANCES)}")
+    if balance == "none":
+        return heads, channels
+    head_params = {i: layout.layers[i].num_heads * c.per_q + layout.layers[i].num_kv_heads * c.per_kv
+                   for i, c in costs.items() if i in heads}
+    chan_params = {i: len(channels[i]) * costs[i].per_channel for i in channels}
+
+    def rescale(scores: dict, params: dict) -> dict:
+        if balance == "layer":
+            return {i: s * params[i] / max(float(s.sum()), 1e-30) for i, s in scores.items()}
+        total_s = max(sum(float(s.sum()) for s in scores.values()), 1e-30)
+        total_p = sum(params.values())
+        return {i: s * total_p / total_s for i, s in scores.items()}
+
+    return rescale(heads, head_params), rescale(channels, chan_params)
+
+
 class UnitSelector:
     """Greedy selection across layers and unit kinds (see the module docstring)."""
 
     def __init__(self, layout: HeadLayout, costs: dict[int, LayerCosts], heads: UnitScores | None,
                  channels: UnitScores | None, mode: str = "auto", min_heads: int = 1,
-                 min_channels: int = 1, channel_group: int = 64):
+                 min_channels: int = 1, channel_group: int = 64, balance: str = "kind"):
         if mode not in MODES:
             raise SentinelError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
         if min_heads < 1 or min_channels < 1 or channel_group < 1:
@@ -98,6 +129,8 @@ class UnitSelector:
         self.head_scores = {i: np.asarray(v, dtype=np.float64) for i, v in (heads.layers if heads else {}).items()}
         self.channel_scores = {i: np.asarray(v, dtype=np.float64)
                                for i, v in (channels.layers if channels else {}).items()}
+        self.head_scores, self.channel_scores = balance_scores(layout, costs, self.head_scores,
+                                                               self.channel_scores, balance)
         self.state: dict[int, _LayerState] = {}
         for i in sorted(set(self.head_scores) | set(self.channel_scores)):
             groups, ids = [], []
