@@ -80,7 +80,7 @@ def parse_fraction(value: str) -> float:
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @vision_option
 def forge_cmd(model, domain, out, target_params, target_bytes, prune_level, mlp_level, criterion, mode, min_heads,
-              min_channels, channel_group, refit, cycles, max_step_params, recovery, trainable, distill_temperature,
+              min_channels, channel_group, balance, refit, cycles, max_step_params, recovery, trainable, distill_temperature,
               distill_alpha, distill_top_k, max_ppl_increase, mitosis_rounds, steps, batch_size, grad_accum, lr,
               lora_rank, lora_alpha, lora_dropout, target_modules, gradient_checkpointing, precision, seq_len,
               train_tokens, eval_tokens, calib_windows, no_control, tier, device, seed, resume, force):
@@ -101,7 +101,8 @@ def forge_cmd(model, domain, out, target_params, target_bytes, prune_level, mlp_
         recovery=recovery, max_ppl_increase=parse_fraction(max_ppl_increase) if max_ppl_increase else None,
         prune=PruneSettings(criterion=criterion, mode=mode, min_heads=min_heads, mitosis_rounds=mitosis_rounds,
                             target_params=size["target_params"], mlp_level=size["mlp_level"],
-                            min_channels=min_channels, channel_group=channel_group, refit=refit),
+                            min_channels=min_channels, channel_group=channel_group, refit=refit,
+                            balance=balance),
         train=TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum,
                           lr=lr or (5e-5 if trainable == "full" else 2e-4),
                           warmup_steps=max(1, steps // 10), lora_rank=lora_rank, lora_alpha=lora_alpha,

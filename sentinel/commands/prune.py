@@ -26,14 +26,14 @@ from sentinel.commands.vision import vision_option
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @vision_option
 def prune(model, out, target_params, target_bytes, prune_level, mlp_level, criterion, mode, min_heads, min_channels,
-          channel_group, refit, scope, domain, calib_windows, seq_len, batch_size, seed, force):
+          channel_group, balance, refit, scope, domain, calib_windows, seq_len, batch_size, seed, force):
     """Remove MODEL's least important heads and MLP channels and write a smaller checkpoint."""
     from forge_cuda.prune import PruneOptions, run_prune
     from sentinel.models import resolve_model
 
     size = size_target(resolve_model(model), target_params, target_bytes, prune_level, mlp_level)
     options = PruneOptions(criterion=criterion, mode=mode, min_heads=min_heads, scope=scope, seed=seed,
-                           min_channels=min_channels, channel_group=channel_group, refit=refit,
+                           min_channels=min_channels, channel_group=channel_group, refit=refit, balance=balance,
                            normalize="none" if size["target_params"] is not None else "l2", **size)
     report = run_prune(model, out, options, domain=domain, calib_windows=calib_windows, seq_len=seq_len,
                        batch_size=batch_size, force=force)
