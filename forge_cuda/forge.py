@@ -179,6 +179,13 @@ class ForgeRun:
         teacher = copy.deepcopy(forged) if forged is not None else self._load_track(0, "forged")
         for p in teacher.parameters():
             p.requires_grad_(False)
+        if self.device.type == "cuda":  # the teacher only runs forward: half the memory in bf16/fp16
+            from forge_cuda.train import resolve_precision
+
+            half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(self.cfg.train.precision,
+                                                                                       self.device))
+            if half is not None:
+                teacher = teacher.to(half)
         return teacher.eval()
 
     def run(self) -> dict:
