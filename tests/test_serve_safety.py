@@ -1,6 +1,7 @@
 """`sentinel serve` on 127.0.0.1 serves only its own model, to no web page, and answers bad requests with 4xx.
 
-One real server (mlx-lm's engine, our wrapper) runs for the module on a tiny forged model.
+One real server (mlx-lm's engine, our wrapper) runs for the module on a tiny forged model, with
+--trust-remote-code passed through to mlx-lm: even then no request can make it load another folder.
 """
 
 import http.client
@@ -24,8 +25,8 @@ def server(tmp_path_factory):
     folder = chat_folder(tmp_path_factory.mktemp("serve") / "tiny-forged")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "serve", str(folder), "--port", str(port),
-                             "--allow-origin", ALLOWED], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                             "--allow-origin", ALLOWED, "--trust-remote-code"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
