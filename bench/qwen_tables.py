@@ -1,0 +1,51 @@
+"""The Qwen2.5-Coder-0.5B section of docs/BENCHMARKS.md, from bench/results/qwen_*.json.
+
+Kept beside the other sections' code but in its own file (one model, three scripts);
+bench/make_tables.py passes in its own helpers so both render the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+def qwen_section(load: Callable, provenance: Callable, table: Callable) -> list[str]:
+    lines = ["## (e) A second real model: Qwen2.5-Coder-0.5B-Instruct (qwen2, code)", ""]
+    parity, runtime, forge = load("qwen_parity.json"), load("qwen_runtime.json"), load("qwen_forge.json")
+    if parity is None and runtime is None and forge is None:
+        return lines + ["Not run yet: `python bench/qwen_parity.py`, `bench/qwen_runtime.py`, `bench/qwen_forge.py`.",
+                        ""]
+    if parity is not None:
+        s, g = parity["seconds"], parity["greedy"]
+        lines += provenance(parity, "qwen_parity.py", "qwen_parity.json")
+        pull = parity.get("fresh_pull")
+        lines += table(["check", "result", "goal"], [
+            ["our torch load vs transformers' own GGUF load, max abs logit diff (fp32)",
+             f"{parity['ours_vs_gguf_max_abs']:.3g}", f"<= {parity['goals']['ours_vs_gguf_max_abs']:g}"],
+            ["MLX (converted, fp32) vs torch, max abs logit diff",
+             f"{parity['mlx_vs_torch_max_abs']:.3g}", f"<= {parity['goals']['mlx_vs_torch_max_abs']:g}"],
+            [f"{g['tokens']}-token greedy reply, torch vs MLX", "equal" if g["equal"] else "DIFFERENT", "equal"],
+        ], "lrr")
+        rows = [[k.replace("_", " "), f"{v:,.1f}"] for k, v in s.items()]
+        if pull:
+            rows.insert(0, [f"fresh pull (download {pull['gguf_bytes'] / 1e6:,.0f} MB GGUF in wheels, join, "
+                            f"hash, dequantize)", f"{pull['seconds']:,.1f}"])
+        lines += table(["step", "wall s"], rows)
+        lines += [f"Greedy reply: `{g['mlx_text'].splitlines()[0]}` …", ""]
+    if runtime is not None:
+        p = runtime["planner_error"]
+        lines += provenance(runtime, "qwen_runtime.py", "qwen_runtime.json")
+        lines += [f"`sentinel verify` ({runtime['seconds']['verify']:.0f} s) and `sentinel plan` "
+                  f"({runtime['seconds']['plan']:.1f} s) on the fp32 MLX folder; planner vs measured peak on the "
+                  f"{p['backend']} backend (goal: {p['goal']}):", ""]
+        lines += table(["context", "measured MiB", "predicted MiB", "error", "error above weights"], [
+            [str(r["context"]), f"{r['measured_bytes'] / 2**20:,.1f}", f"{r['predicted_bytes'] / 2**20:,.1f}",
+             f"{r['relative_error']:+.2%}", f"{r['above_weights_relative_error']:+.1%}"] for r in p["rows"]])
+    if forge is not None:
+        lines += provenance(forge, "qwen_forge.py", "qwen_forge.json")
+        lines += [f"Command: `{' '.join(forge['command'])}` ({forge['wall_seconds'] / 60:.1f} min wall).", ""]
+        lines += table(["row", "PPL", "params"], [
+            [r["row"], f"{r['ppl']:.3f}", f"{r['params']:,}"] for r in forge["rows"]])
+    else:
+        lines += ["Forge row not run yet: `python bench/qwen_forge.py`.", ""]
+    return lines
