@@ -128,8 +128,8 @@ def _vision_tensors(source: WrapperSource) -> dict:
                 if key.startswith(source.wrapper.vision_prefix):
                     out[key] = f.get_tensor(key)
     if not out:
-        raise SentinelError(f"{source.folder}: --keep-vision, but the checkpoint has no {source.wrapper.vision_prefix}* "
-                            "tensors")
+        raise SentinelError(f"{source.folder}: --keep-vision, but the checkpoint has no "
+                            f"{source.wrapper.vision_prefix}* tensors")
     return out
 
 

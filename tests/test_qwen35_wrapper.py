@@ -53,7 +53,8 @@ def mtp_tensors(hidden: int = 64, heads: int = 8, kv: int = 2, hd: int = 16, int
     g = torch.Generator().manual_seed(3)
     shapes = {"mtp.fc.weight": (hidden, 2 * hidden), "mtp.norm.weight": (hidden,),
               "mtp.pre_fc_norm_embedding.weight": (hidden,), "mtp.pre_fc_norm_hidden.weight": (hidden,),
-              "mtp.layers.0.input_layernorm.weight": (hidden,), "mtp.layers.0.post_attention_layernorm.weight": (hidden,),
+              "mtp.layers.0.input_layernorm.weight": (hidden,),
+              "mtp.layers.0.post_attention_layernorm.weight": (hidden,),
               "mtp.layers.0.self_attn.q_proj.weight": (2 * heads * hd, hidden),
               "mtp.layers.0.self_attn.k_proj.weight": (kv * hd, hidden),
               "mtp.layers.0.self_attn.v_proj.weight": (kv * hd, hidden),
