@@ -205,16 +205,42 @@ def test_top_level_help_is_not_cut():
     assert "Generate one reply to the --prompt text with MODEL, streamed to stdout." in " ".join(out.split())
 
 
-def test_every_runtime_option_has_help():
-    """Every option of the commands this module covers says what it does; --target lists the names."""
+def walk(command, path=("sentinel",)):
+    import click
+
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from walk(sub, (*path, name))
+    else:
+        yield " ".join(path), command
+
+
+def test_every_option_of_every_command_has_help():
+    """Every option of every command says what it does; verify/plan --target list the target names."""
     from runtime_mlx.targets import BUILTIN
 
-    ctx_commands = ["chat", "generate", "serve", "verify", "plan", "card"]
-    for name in ctx_commands:
-        command = main.get_command(None, name)
-        for param in command.params:
-            if param.param_type_name == "option":
-                assert param.help, f"sentinel {name} {param.opts[0]} has no help text"
-        if name in ("verify", "plan"):
-            target = next(p for p in command.params if p.name == "targets")
-            assert all(t in target.help for t in BUILTIN)
+    commands = dict(walk(main))
+    assert {"sentinel generate", "sentinel chat", "sentinel serve", "sentinel verify", "sentinel plan",
+            "sentinel card", "sentinel convert"} <= set(commands)
+    missing = [f"{name} {p.opts[0]}" for name, command in commands.items() for p in command.params
+               if p.param_type_name == "option" and not p.help]
+    assert missing == []
+    for name in ("sentinel verify", "sentinel plan"):
+        target = next(p for p in commands[name].params if p.name == "targets")
+        assert all(t in target.help for t in BUILTIN)
+
+
+def test_a_real_bug_still_prints_its_traceback():
+    """Only user mistakes are one line: an unexpected exception keeps its traceback and asks for a report."""
+    from sentinel.cli import BUG_HINT, SentinelGroup
+
+    group = SentinelGroup("g")
+
+    @group.command("boom")
+    def boom():
+        return 1 / 0
+
+    result = CliRunner().invoke(group, ["boom"])
+    assert result.exit_code == 70
+    assert "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == BUG_HINT
