@@ -180,6 +180,11 @@ def _classes(settings: Settings):
                 return self._refuse(404, f"this server serves only the model {settings.name!r} (GET /v1/models)")
             if body.get("draft_model", "default_model") != "default_model" or body.get("adapters") is not None:
                 return self._refuse(400, "requests cannot choose draft models or adapters here")
+            limit = settings.max_prompt_tokens
+            for key in ("max_tokens", "max_completion_tokens"):
+                value = body.get(key)
+                if limit is not None and isinstance(value, int) and value > limit:
+                    return self._refuse(400, f"{key} is at most {limit} here (the model's context)")
             messages = body.get("messages")
             if isinstance(messages, list) and any(True for _ in server._image_parts(
                     [m for m in messages if isinstance(m, dict)])):

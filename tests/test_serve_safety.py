@@ -113,7 +113,10 @@ def test_web_pages_cannot_drive_it(server):
      "image inputs are not supported"),
     (json.dumps({"prompt": "hello world " * 200, "max_tokens": 2}).encode(), {}, 400,
      "this server accepts at most 128 (the model's context)"),
-], ids=["non-utf8", "bad-json", "not-object", "huge-length", "negative-length", "image-url", "prompt-too-long"])
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}).encode(), {}, 400,
+     "max_tokens is at most 128 here"),
+], ids=["non-utf8", "bad-json", "not-object", "huge-length", "negative-length", "image-url", "prompt-too-long",
+        "max-tokens-beyond-context"])
 def test_bad_requests_get_4xx(server, raw, headers, status, message):
     path = "/v1/completions" if b'"prompt"' in raw else "/v1/chat/completions"
     conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=60)
