@@ -38,6 +38,7 @@ class Settings:
     allow_origins: tuple[str, ...] = ()
     max_body_bytes: int = 8 * 2**20
     max_prompt_tokens: Optional[int] = None  # None: no bound
+    context: Optional[int] = None  # the model's context: max_tokens above it is refused
     timeout_s: float = 120.0
     keep_dtype: bool = False
     local: threading.local = field(default_factory=threading.local)
@@ -180,7 +181,7 @@ def _classes(settings: Settings):
                 return self._refuse(404, f"this server serves only the model {settings.name!r} (GET /v1/models)")
             if body.get("draft_model", "default_model") != "default_model" or body.get("adapters") is not None:
                 return self._refuse(400, "requests cannot choose draft models or adapters here")
-            limit = settings.max_prompt_tokens
+            limit = settings.context
             for key in ("max_tokens", "max_completion_tokens"):
                 value = body.get(key)
                 if limit is not None and isinstance(value, int) and value > limit:
@@ -299,7 +300,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8080, extra_ar
     load_model(folder)  # fail here, in one line, before the server starts listening
     settings = Settings(name=folder.resolve().name, folder=folder, allow_origins=tuple(allow_origins),
                         max_body_bytes=max_body_bytes, timeout_s=timeout_s, keep_dtype=keep_dtype,
-                        max_prompt_tokens=max_prompt_tokens if max_prompt_tokens else model_context(folder))
+                        max_prompt_tokens=max_prompt_tokens or model_context(folder), context=model_context(folder))
     Provider, _, _ = _classes(settings)
     server.load = partial(sentinel_load, keep_dtype=keep_dtype)
     server.ModelProvider = Provider
