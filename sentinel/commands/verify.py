@@ -68,7 +68,8 @@ def _verify_gguf(model, targets, contexts, decode_tokens, repeats, out) -> None:
               help="Comma-separated context lengths in tokens.")
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default=None,
               help="Plan the model as `sentinel convert --dtype` would write it [default: as stored].")
-@click.option("--quantize", type=click.Choice(["4", "8"]), default=None, help="Plan the model quantized to these bits (MLX affine, group size 64).")
+@click.option("--quantize", type=click.Choice(["4", "8"]), default=None,
+              help="Plan the model quantized to these bits (MLX affine, group size 64).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full plan as JSON.")
 def plan(model, targets, contexts, dtype, quantize, as_json):
     """Predict peak memory and decode speed of MODEL (folder or config.json; no weights read) on targets."""
