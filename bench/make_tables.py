@@ -153,6 +153,112 @@ def gguf_section() -> list[str]:
     return lines
 
 
+def width_distill_section() -> list[str]:
+    lines = ["## (f) Width pruning to a size target, recovered by distillation vs LoRA (SmolLM2-135M, code)", ""]
+    r = load("width_distill.json")
+    if r is None:
+        return lines + missing("width_distill.py")
+    s, d = r["settings"], r["data"]
+    lines += provenance(r, "width_distill.py", "width_distill.json")
+    lines += [f"Settings: held-out eval {d['eval']['tokens']:,} tokens of {d['eval']['documents']} documents in "
+              f"windows of {s['seq_len']} (never used for training or calibration); `{s['criterion']}` importance "
+              f"from {s['calib_windows']} calibration windows, one selection over query heads, KV groups and MLP "
+              f"channels (`prune_once`), cycles of <= 10% of the parameters; stage 0 = the teacher: {s['steps']} "
+              f"full-parameter steps on labels (batch {s['batch_size']} x {s['seq_len']}, lr {s['lr_full']}); the "
+              f"control trains the teacher {s['steps']} more steps (labels, no pruning); each forged row starts from "
+              f"the teacher and splits the same {s['steps']} steps over its cycles: `distill` = full-parameter KL to "
+              f"the teacher (lr {s['lr_full']}), `lora` = LoRA on labels (lr {s['lr_lora']}). "
+              "x control = PPL / the control's PPL; wall time includes pruning and evaluation.", ""]
+    ctrl = next((x for x in r["rows"] if x["row"] == "unpruned control"), None)
+    rows = []
+    for x in r["rows"]:
+        vs = f"{x['ppl'] / ctrl['ppl']:.2f}" if ctrl else "–"
+        rows.append([x["row"], f"{x['ppl']:.3f}", vs, f"{x['params']:,}", f"{x['bytes_fp16']:,}",
+                     f"{x['train_tokens']:,}", f"{x['seconds']:.0f}"])
+    lines += table(["model", "PPL", "x control", "params", "bytes fp16", "train tokens", "wall time s"], rows)
+    shaped = [x for x in r["rows"] if "shape" in x]
+    if shaped:
+        def span(v: list[int]) -> str:
+            return f"{min(v)}–{max(v)}"
+
+        lines += ["Shape after pruning (per layer: min–max over the layers; base: "
+                  f"{r['rows'][0]['q_heads']} query heads, {r['rows'][0]['kv_heads']} KV heads, "
+                  f"{r['rows'][0]['mlp_channels']:,} MLP channels in all):", ""]
+        lines += table(["model", "cycles", "PPL before last recovery", "query heads", "per layer", "KV heads",
+                        "per layer", "MLP channels", "per layer"], [
+            [x["row"], str(x["cycles"]), f"{x['ppl_before_last_recovery']:.3f}", str(x["q_heads"]),
+             span(x["shape"]["q_heads"]), str(x["kv_heads"]), span(x["shape"]["kv_heads"]),
+             f"{x['mlp_channels']:,}", span(x["shape"]["mlp_channels"])] for x in shaped])
+    if not r.get("complete"):
+        lines += ["(Partial run: the rows above are all that finished.)", ""]
+    return lines
+
+
+def quant_prune_section() -> list[str]:
+    lines = ["## (g) Bytes vs perplexity: quantization and width pruning (our converter, our runtime)", ""]
+    r = load("quant_vs_prune.json")
+    if r is None:
+        return lines + missing("quant_vs_prune.py")
+    e = r["eval"]
+    lines += provenance(r, "quant_vs_prune.py", "quant_vs_prune.json")
+    lines += [f"Each model converted by `convert_to_mlx` (float16; MLX affine quantization at 8 / 4 bits, group "
+              f"size {r['group_size']}), loaded by `runtime_mlx`, scored on the same held-out windows as (f) "
+              f"({e['windows']} windows of {e['seq_len']}, rebuilt from width_distill.json's settings; sha256 "
+              f"`{e['sha256'][:12]}`). Compute: {r['compute_note']}. Bytes = the model*.safetensors files on disk.",
+              ""]
+    t = r.get("torch_fp32_base")
+    if t:
+        lines += [f"Cross-check: torch fp32 on the base model gives PPL {t['ppl']:.3f} on {t['tokens']:,} tokens "
+                  f"(width bench baseline: {t['width_bench_baseline_ppl']:.3f} on "
+                  f"{t['width_bench_baseline_tokens']:,}).", ""]
+    ref = next((x for x in r["rows"] if x["model"] == "base" and x["format"] == "fp16"), None)
+    rows = []
+    for x in r["rows"]:
+        rows.append([x["model"], x["format"], f"{x['weight_bytes']:,}",
+                     f"{x['weight_bytes'] / ref['weight_bytes']:.3f}" if ref else "–", f"{x['ppl']:.3f}",
+                     f"{x['ppl'] / ref['ppl']:.2f}" if ref else "–", f"{x['tokens']:,}"])
+    lines += table(["model", "format", "bytes on disk", "x base fp16 bytes", "PPL", "x base fp16 PPL", "tokens"],
+                   rows, "llrrrrr")
+    checks = [x for x in r["rows"] if x.get("kernel_check")]
+    if checks:
+        lines += ["Kernel check (first windows only): MLX's own quantized matmul vs the dequantized float32 "
+                  "weights used above:", ""]
+        lines += table(["model", "format", "tokens", "quantized kernel PPL", "dequantized PPL"], [
+            [x["model"], x["format"], f"{x['kernel_check']['tokens']:,}",
+             f"{x['kernel_check']['quantized_kernel_fp32_ppl']:.4f}",
+             f"{x['kernel_check']['dequantized_fp32_ppl']:.4f}"] for x in checks], "llrrr")
+    if not r.get("complete"):
+        lines += ["(Partial run: the rows above are all that finished.)", ""]
+    return lines
+
+
+def width_speed_section() -> list[str]:
+    lines = ["## (h) Forged 0.75 vs unpruned: measured speed against the byte ratio", ""]
+    r = load("width_speed.json")
+    if r is None:
+        return lines + missing("width_speed.py")
+    lines += provenance(r, "width_speed.py", "width_speed.json")
+    dt = ", ".join(f"{k} {v}" for k, v in r["compute_dtype"].items())
+    lines += [f"Model: `{r['label']}` from width_distill.py vs the unpruned SmolLM2-135M, both converted "
+              f"{r['stored_dtype']} by our converter and run by our runtime on the {r['backend']} backend (compute: "
+              f"{dt}) with `sentinel verify`'s run; {r['prompt_tokens']} prompt tokens, {r['decode_tokens']} "
+              f"decoded, {r['repeats']} repeats in {r['order']}. Byte ratio = bytes read per decoded token "
+              f"(weights + KV cache at the context), unpruned / forged. Goal: {r['goal']}.", ""]
+    med, w = r["median_tps"], r["weight_bytes"]
+    lines += table(["model", "weights (bytes, fp16)", "prefill tok/s (median)", "decode tok/s (median)"], [
+        [k, f"{w[k]:,}", f"{med['prompt'][k]:.2f}", f"{med['decode'][k]:.2f}"] for k in ("unpruned", "forged")])
+    lines += table(["byte ratio", "decode speed-up", "paired", "efficiency", "efficiency (paired)",
+                    "prefill speed-up", "paired"], [
+        [f"{r['byte_ratio']:.3f}", f"{r['speedup']['decode']:.3f}", f"{r['paired_speedup']['decode']:.3f}",
+         f"{r['efficiency']:.3f}", f"{r['paired_efficiency']:.3f}", f"{r['speedup']['prompt']:.3f}",
+         f"{r['paired_speedup']['prompt']:.3f}"]], "rrrrrrr")
+    st = r["stock_mlx_lm"]
+    text = (st["text"] or "").replace("\n", "⏎")[:80]
+    lines += [f"Stock mlx-lm on the forged folder (shim `model_file`: {r['model_file']}): `{st['command']}` -> exit "
+              f"{st['returncode']}, text `{text}`; same greedy text as our runtime: {st['same_as_ours']}.", ""]
+    return lines
+
+
 def main() -> None:
     lines = ["# Benchmarks", "",
              "Generated by `python bench/make_tables.py` from the JSON files in `bench/results/`; every number "
@@ -162,6 +268,9 @@ def main() -> None:
 
     lines += criteria_section() + speed_section() + planner_section() + gguf_section()
     lines += qwen_section(load, provenance, table)
+    lines += width_distill_section()
+    lines += quant_prune_section()
+    lines += width_speed_section()
     OUT.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {OUT}", file=sys.stderr)
 
