@@ -279,10 +279,11 @@ def parse_server_args(argv: list[str]):
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8080, extra_args: tuple[str, ...] = (),
           allow_origins: tuple[str, ...] = (), max_body_bytes: int = 8 * 2**20,
-          max_prompt_tokens: Optional[int] = None, timeout_s: float = 120.0, keep_dtype: bool = False) -> None:
+          max_prompt_tokens: Optional[int] = None, timeout_s: float = 120.0, keep_dtype: bool = False) -> int:
     """Run mlx-lm's server (blocking) on ``model`` alone; ``extra_args`` are other mlx_lm.server flags.
 
-    ``max_prompt_tokens`` defaults to the model's context (config.json)."""
+    ``max_prompt_tokens`` defaults to the model's context (config.json). Returns the exit code once
+    a signal stopped it (130 SIGINT, 143 SIGTERM) and the listener and generation thread are down."""
     from mlx_lm import server
 
     from runtime_mlx.loader import load_model, model_context, resolve_mlx_folder
@@ -309,5 +310,12 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8080, extra_ar
     saved, sys.argv = sys.argv, argv
     try:
         server.main()
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as e:  # SIGTERM (sentinel.cli turns it into SystemExit), after _run's cleanup
+        if isinstance(e.code, int) and e.code > 128:
+            return e.code
+        raise
     finally:
         sys.argv = saved
+    return 0

@@ -141,7 +141,7 @@ def test_zz_sigterm_stops_cleanly(server):
     proc.wait(timeout=30)
     log = proc.stdout.read()
     assert time.monotonic() - tic < 30
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, log[-3000:]
     assert "Traceback" not in log
     assert "Warning" not in log and "not recommended for production" not in log  # mlx-lm's own warning
     assert log.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
