@@ -46,7 +46,11 @@ def main() -> None:
     report = json.loads((args.out_dir / "report.json").read_text())
     result = {**run_facts(), "model": NAME, "command": ["sentinel", *cmd[3:]], "wall_seconds": round(seconds, 1),
               "rows": report["rows"], "report_seconds": report.get("seconds"),
-              "settings": {k: report.get(k) for k in ("config", "data", "tokens") if k in report}}
+              "settings": {k: report.get(k) for k in ("config", "data", "tokens") if k in report},
+              "cycles": [{"cycle": c["cycle"], "target_params": c["pruning"]["target_params"],
+                          "layout": c["pruning"]["layout_summary"], "one_shot_ppl": c["one_shot"]["ppl"],
+                          "forged_ppl": c["forged"]["ppl"], "control_ppl": c["control"]["ppl"]}
+                         for c in report["cycles"] if "pruning" in c]}
     write_json(args.out, result)
     for row in result["rows"]:
         print(f"{row['row']:>18}: PPL {row['ppl']:.3f}  params {row['params']:,}")

@@ -44,8 +44,13 @@ def qwen_section(load: Callable, provenance: Callable, table: Callable) -> list[
     if forge is not None:
         lines += provenance(forge, "qwen_forge.py", "qwen_forge.json")
         lines += [f"Command: `{' '.join(forge['command'])}` ({forge['wall_seconds'] / 60:.1f} min wall).", ""]
-        lines += table(["row", "PPL", "params"], [
-            [r["row"], f"{r['ppl']:.3f}", f"{r['params']:,}"] for r in forge["rows"]])
+        lines += table(["row", "PPL", "params", "query heads", "KV heads", "MLP channels"], [
+            [r["row"], f"{r['ppl']:.3f}", f"{r['params']:,}", str(r.get("q_heads_total")),
+             str(r.get("kv_heads_total")), f"{r.get('mlp_channels_total') or 0:,}"] for r in forge["rows"]])
+        for c in forge.get("cycles", []):
+            lines.append(f"- cycle {c['cycle']} (target {c['target_params']:g}): {c['layout']}; one-shot PPL "
+                         f"{c['one_shot_ppl']:,.1f}, after recovery {c['forged_ppl']:,.1f} (control {c['control_ppl']:.3f})")
+        lines.append("")
     else:
         lines += ["Forge row not run yet: `python bench/qwen_forge.py`.", ""]
     return lines
