@@ -4,8 +4,8 @@ The forge's own pieces, orchestrated so that stage 0 and the control are shared 
 every row: baseline (base model) -> stage 0 (domain training, full parameters, labels)
 = the teacher -> control (teacher + the same steps, labels, no pruning). Each forged
 row starts from the teacher and takes ceil((1 - target) / 0.1) cycles of
-``prune_once`` (activation scores on the calibration split, one selection over
-heads and MLP channels) + recovery, splitting the same total steps as the control
+``prune_once`` (taylor scores on the calibration split, one selection over
+heads and MLP channels, least-squares refit) + recovery, splitting the same total steps as the control
 over its cycles: ``distill`` = full-parameter KL to the teacher, ``lora`` = LoRA on
 labels (the original forge). Every row is evaluated on the same held-out windows
 (documents never used for training or calibration). Results are written after every
@@ -33,11 +33,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="0.75,0.9,0.6", help="fractions of the base parameters to keep, in run order")
     ap.add_argument("--recoveries", default="distill,lora")
-    ap.add_argument("--criterion", default="activation")
+    ap.add_argument("--criterion", default="taylor")
+    ap.add_argument("--balance", default="layer")
+    ap.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--steps", type=int, default=24, help="training steps of stage 0, of the control and of each row")
-    ap.add_argument("--lr-full", type=float, default=1e-4)
+    ap.add_argument("--lr-stage0", type=float, default=1e-4)
+    ap.add_argument("--lr-full", type=float, default=5e-5, help="full-parameter lr of the control and of distillation")
     ap.add_argument("--lr-lora", type=float, default=2e-4)
     ap.add_argument("--eval-tokens", type=int, default=4096)
     ap.add_argument("--calib-windows", type=int, default=16)
@@ -59,8 +62,9 @@ def main() -> None:
     from sentinel.paths import cache_root
 
     keep_dir = cache_root() / "bench" / "width_distill"
-    settings = {k: getattr(args, k) for k in ("criterion", "seq_len", "batch_size", "steps", "lr_full", "lr_lora",
-                                              "eval_tokens", "calib_windows", "train_tokens")}
+    settings = {k: getattr(args, k) for k in ("criterion", "balance", "refit", "seq_len", "batch_size", "steps",
+                                              "lr_stage0", "lr_full", "lr_lora", "eval_tokens", "calib_windows",
+                                              "train_tokens")}
     result = {**run_facts(), "model": "smollm2-135m (SmolLM2-135M-Instruct, fp32, torch CPU)", "domain": "code",
               "settings": settings, "rows": []}
     if args.resume and args.out.is_file():
@@ -76,9 +80,9 @@ def main() -> None:
         "train": args.train_tokens, "calibration": args.calib_windows * T, "eval": args.eval_tokens})
     result["data"] = splits.stats
 
-    def cfg(trainable: str, steps: int) -> TrainConfig:
+    def cfg(trainable: str, steps: int, lr: float | None = None) -> TrainConfig:
         return TrainConfig(steps=steps, batch_size=args.batch_size, warmup_steps=max(1, steps // 10), seed=0,
-                           trainable=trainable, lr=args.lr_full if trainable == "full" else args.lr_lora,
+                           trainable=trainable, lr=lr or (args.lr_full if trainable == "full" else args.lr_lora),
                            lora_dropout=0.0)
 
     def row(model, name: str, **extra) -> dict:
@@ -99,10 +103,11 @@ def main() -> None:
     base_channels = sum(model_layout(base).mlp_widths)
     if "baseline" not in have:
         row(base, "baseline", train_tokens=0, seconds=0.0)
-    teacher_dir = keep_dir / "teacher"
-    if not (teacher_dir / "config.json").is_file():
+    teacher_dir = keep_dir / f"teacher-{args.steps}x{args.batch_size}x{T}-lr{args.lr_stage0:g}"
+    if "stage 0 (teacher)" not in have or not (teacher_dir / "config.json").is_file():
         tic = time.perf_counter()
-        teacher, stats = train_model(base, splits.train, cfg("full", args.steps), progress=True, desc="stage 0")
+        teacher, stats = train_model(base, splits.train, cfg("full", args.steps, args.lr_stage0), progress=True,
+                                     desc="stage 0")
         save_model(teacher, teacher_dir, tokenizer, force=True)
         row(teacher, "stage 0 (teacher)", train_tokens=stats["tokens"], seconds=time.perf_counter() - tic)
     teacher = load_model(teacher_dir)
@@ -125,7 +130,8 @@ def main() -> None:
             cycles = default_cycles(target)
             per_cycle = [args.steps // cycles + (1 if c < args.steps % cycles else 0) for c in range(cycles)]
             model, tic, tokens, one_shot = copy.deepcopy(teacher), time.perf_counter(), 0, []
-            settings_p = PruneSettings(criterion=args.criterion, target_params=target, batch_size=4)
+            settings_p = PruneSettings(criterion=args.criterion, target_params=target, batch_size=4,
+                                       balance=args.balance, refit=args.refit)
             for c in range(1, cycles + 1):
                 prune_once(model, splits.calibration, 0.0, settings_p, seed=c, progress=False,
                            cycle_progress=c / cycles, base={"params": base_params, "channels": base_channels})

@@ -44,14 +44,7 @@ class PruneOptions:
     min_channels: float = 0.1  # fraction of the base MLP width every layer keeps
     channel_group: int = 64  # channels removed together (shrunk for tiny models)
     refit: bool = False  # least-squares refit of o_proj/down_proj on calibration activations (forge_cuda.refit)
-    balance: str = "auto"  # size target: how head and channel scores are made comparable (forge_cuda.units)
-
-    @property
-    def balance_mode(self) -> str:
-        """auto: taylor (a loss change) competes across layers within a kind; norms only within a layer."""
-        if self.balance != "auto":
-            return self.balance
-        return "kind" if self.criterion == "taylor" else "layer"
+    balance: str = "layer"  # size target: how head and channel scores are made comparable (forge_cuda.units)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -78,8 +71,8 @@ class PruneOptions:
             raise SentinelError(f"min_channels must be a fraction in (0, 1], got {self.min_channels}")
         if self.channel_group < 1:
             raise SentinelError("channel_group must be at least 1")
-        if self.balance not in ("auto", *BALANCES):
-            raise SentinelError(f"unknown balance {self.balance!r}; choose from auto, {', '.join(BALANCES)}")
+        if self.balance not in BALANCES:
+            raise SentinelError(f"unknown balance {self.balance!r}; choose from {', '.join(BALANCES)}")
         if self.criterion == "entropy" and "channels" in self.kinds:
             raise SentinelError("entropy scores attention heads only; use taylor or activation to prune MLP channels")
 
@@ -118,7 +111,7 @@ def _selector(model: nn.Module, layout: HeadLayout, scores: dict[str, UnitScores
                         mode=options.mode, min_heads=options.min_heads,
                         min_channels=max(1, round(options.min_channels * width)),
                         channel_group=channel_group_for(layout, options.channel_group),
-                        balance=options.balance_mode)
+                        balance=options.balance)
 
 
 def select_layout(model: nn.Module, scores: dict[str, UnitScores], options: PruneOptions,

@@ -33,8 +33,8 @@ class PruneSettings:
     mlp_level: float = 0.0  # fraction of the base MLP channels the last cycle removes (explicit mode)
     min_channels: float = 0.1
     channel_group: int = 64
-    refit: bool = False  # least-squares refit of the readers of pruned units (forge_cuda.refit)
-    balance: str = "auto"  # how head and channel scores compete for a size target (forge_cuda.units)
+    refit: bool = True  # least-squares refit of the readers of pruned units (forge_cuda.refit)
+    balance: str = "layer"  # how head and channel scores compete for a size target (forge_cuda.units)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -119,7 +119,7 @@ class UnitSelector:
 
     def __init__(self, layout: HeadLayout, costs: dict[int, LayerCosts], heads: UnitScores | None,
                  channels: UnitScores | None, mode: str = "auto", min_heads: int = 1,
-                 min_channels: int = 1, channel_group: int = 64, balance: str = "kind"):
+                 min_channels: int = 1, channel_group: int = 64, balance: str = "layer"):
         if mode not in MODES:
             raise SentinelError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
         if min_heads < 1 or min_channels < 1 or channel_group < 1:

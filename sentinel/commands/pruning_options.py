@@ -40,10 +40,9 @@ _OPTIONS = [
                   help="Fraction of the base MLP width every layer keeps at least."),
     click.option("--channel-group", type=click.IntRange(min=1), default=64, show_default=True,
                   help="MLP channels removed together (64 keeps widths quantizable in groups of 64)."),
-    click.option("--balance", type=click.Choice(["auto", "kind", "layer", "none"]), default="auto",
-                  show_default=True, help="Size target: how head and channel scores are made comparable "
-                                          "(auto: kind for taylor, layer otherwise; see docs/PRUNING.md)."),
-    click.option("--refit/--no-refit", default=False, show_default=True,
+    click.option("--balance", type=click.Choice(["layer", "kind", "none"]), default="layer", show_default=True,
+                  help="Size target: how head and channel scores are made comparable (docs/PRUNING.md)."),
+    click.option("--refit/--no-refit", default=True, show_default=True,
                   help="Refit o_proj/down_proj by least squares on calibration activations after each prune."),
 ]
 
