@@ -85,7 +85,15 @@ def pick_device(requested: str) -> torch.device:
         return distributed.local_device()
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise SentinelError(f"--device {requested}: no CUDA device is visible on this machine")
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise SentinelError(f"--device {requested!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SentinelError(f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    if device.type not in ("cpu", "cuda"):
+        raise SentinelError(f"--device {requested}: the forge runs on cpu or cuda")
+    return device
 
 
 def model_numbers(model) -> dict:

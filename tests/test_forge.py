@@ -118,6 +118,9 @@ def test_budget_controller_keeps_the_last_cycle_within_budget(source, tmp_path):
     (["--target-bytes", "lots"], "is not a size"),
     (["--domain", "nowhere"], "data source 'nowhere' not found"),
     (["--resume"], "nothing to resume"),
+    (["--device", "bogus"], "is not a device"),
+    (["--eval-tokens", "0"], "--eval-tokens"),
+    (["--grad-accum", "0"], "--grad-accum"),
 ])
 def test_cli_rejects_bad_input_in_one_line(source, tmp_path, args, message):
     out = tmp_path / "cli-out"
