@@ -1,7 +1,7 @@
 """A small-settings forge of Qwen2.5-Coder-0.5B to 75% of its parameters, on the code domain.
 
-Runs the real ``sentinel forge`` (heads + MLP channels toward ``--target-params``,
-distillation recovery) with settings sized for a 2-core CPU, and records the report's
+Runs the real ``sentinel forge`` (heads + MLP channels toward ``--target-params`` with the
+forge's default criterion, score balance and refit; distillation recovery) with settings sized for a 2-core CPU, and records the report's
 baseline / control / forged rows with the wall time into bench/results/qwen_forge.json.
 Extra arguments after ``--`` go to ``sentinel forge`` unchanged (later ones win).
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import RESULTS, run_facts  # noqa: E402
 
 NAME = "qwen2.5-coder-0.5b"
-SMALL = ["--domain", "code", "--target-params", "0.75", "--criterion", "activation", "--recovery", "distill",
+SMALL = ["--domain", "code", "--target-params", "0.75", "--recovery", "distill",
          "--train", "lora", "--cycles", "2", "--steps", "8", "--batch-size", "2", "--seq-len", "128",
          "--train-tokens", "16384", "--eval-tokens", "2048", "--calib-windows", "8", "--lora-rank", "8"]
 
