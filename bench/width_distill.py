@@ -62,7 +62,8 @@ def main() -> None:
     from sentinel.paths import cache_root
 
     keep_dir = cache_root() / "bench" / "width_distill"
-    settings = {k: getattr(args, k) for k in ("criterion", "balance", "refit", "seq_len", "batch_size", "steps",
+    settings = {"windows": "stage 0 and recovery disjoint; control = union of the forged cycles' chunks"}
+    settings |= {k: getattr(args, k) for k in ("criterion", "balance", "refit", "seq_len", "batch_size", "steps",
                                               "lr_stage0", "lr_full", "lr_lora", "eval_tokens", "calib_windows",
                                               "train_tokens")}
     result = {**run_facts(), "model": "smollm2-135m (SmolLM2-135M-Instruct, fp32, torch CPU)", "domain": "code",
@@ -97,6 +98,12 @@ def main() -> None:
               f"{extra.get('seconds', 0):.0f} s", flush=True)
         return out
 
+    # Stage 0 and the recovery phase see disjoint windows (re-reading stage 0's windows overfits them);
+    # the control and every forged row see the same recovery windows, each cycle its own consecutive chunk.
+    B, S = args.batch_size, args.steps
+    if len(splits.train) < 2 * S * B:
+        raise SystemExit(f"need {2 * S * B} training windows, the split has {len(splits.train)}")
+    stage0_windows, recovery_windows = splits.train[:S * B], splits.train[S * B:2 * S * B]
     have = {r["row"] for r in result["rows"]}
     base = load_model(src)
     base_params = param_count(base)
@@ -106,7 +113,7 @@ def main() -> None:
     teacher_dir = keep_dir / f"teacher-{args.steps}x{args.batch_size}x{T}-lr{args.lr_stage0:g}"
     if "stage 0 (teacher)" not in have or not (teacher_dir / "config.json").is_file():
         tic = time.perf_counter()
-        teacher, stats = train_model(base, splits.train, cfg("full", args.steps, args.lr_stage0), progress=True,
+        teacher, stats = train_model(base, stage0_windows, cfg("full", args.steps, args.lr_stage0), progress=True,
                                      desc="stage 0")
         save_model(teacher, teacher_dir, tokenizer, force=True)
         row(teacher, "stage 0 (teacher)", train_tokens=stats["tokens"], seconds=time.perf_counter() - tic)
@@ -116,8 +123,8 @@ def main() -> None:
 
     if "unpruned control" not in have:
         tic = time.perf_counter()
-        control, stats = train_model(copy.deepcopy(teacher), splits.train, cfg("full", args.steps), progress=True,
-                                     desc="control")
+        control, stats = train_model(copy.deepcopy(teacher), recovery_windows, cfg("full", args.steps),
+                                     progress=True, desc="control")
         row(control, "unpruned control", train_tokens=stats["tokens"], seconds=time.perf_counter() - tic,
             trainable="full", loss="labels")
         del control
@@ -129,6 +136,7 @@ def main() -> None:
                 continue
             cycles = default_cycles(target)
             per_cycle = [args.steps // cycles + (1 if c < args.steps % cycles else 0) for c in range(cycles)]
+            starts = [sum(per_cycle[:c]) * B for c in range(cycles + 1)]
             model, tic, tokens, one_shot = copy.deepcopy(teacher), time.perf_counter(), 0, []
             settings_p = PruneSettings(criterion=args.criterion, target_params=target, batch_size=4,
                                        balance=args.balance, refit=args.refit)
@@ -138,7 +146,8 @@ def main() -> None:
                 if c == cycles:
                     one_shot.append(perplexity(model, splits.eval, batch_size=4, progress=False)["ppl"])
                 trainable = "full" if recovery == "distill" else "lora"
-                model, stats = train_model(model, splits.train, cfg(trainable, per_cycle[c - 1]), progress=True,
+                chunk = recovery_windows[starts[c - 1]:starts[c]]
+                model, stats = train_model(model, chunk, cfg(trainable, per_cycle[c - 1]), progress=True,
                                            desc=f"{name} c{c}", teacher=teacher if recovery == "distill" else None)
                 tokens += stats["tokens"]
             save_model(model, keep_dir / name.replace(" ", "_"), tokenizer, force=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sentinel.atomic import write_json
+from sentinel.verdict import verdict
 
 
 def library_versions() -> dict:
@@ -71,7 +72,7 @@ def write_markdown(report: dict, path: Path) -> None:
                                          ("kv_bytes_per_token_fp16", "KV bytes/token (fp16)", ","),
                                          ("q_heads_total", "query heads", "d"), ("kv_heads_total", "KV heads", "d"),
                                          ("mlp_channels_total", "MLP channels", ",")]))
-    lines += ["", _verdict(report["rows"])]
+    lines += ["", f"**Verdict:** {verdict(report['rows'])}"]
     if report.get("stopped_by_budget"):
         lines += ["", f"Stopped by the quality budget (forged PPL ≤ control × {1 + cfg['max_ppl_increase']:.3f}); "
                       f"kept cycle {report['accepted_cycle']}."]
@@ -99,19 +100,6 @@ def _goal(cfg: dict) -> str:
     if target is not None:
         return f"target {target:g} of the base parameters"
     return f"head level {cfg['prune_level']:.2f}, MLP level {cfg['prune'].get('mlp_level', 0):.2f}"
-
-
-def _verdict(rows: list[dict]) -> str:
-    """One sentence computed from the rows: size and quality of forged against the control."""
-    by = {r["row"]: r for r in rows}
-    forged, ref = by.get("forged"), by.get("unpruned control") or by.get("baseline")
-    if not forged or not ref:
-        return ""
-    smaller = 1 - forged["params"] / ref["params"]
-    worse = forged["ppl"] / ref["ppl"] - 1
-    name = "the control" if "unpruned control" in by else "the baseline"
-    return (f"**Verdict:** forged is {smaller:.0%} smaller and {abs(worse):.1%} "
-            f"{'worse' if worse > 0 else 'better'} in held-out perplexity than {name}.")
 
 
 def write_plots(report: dict, folder: Path) -> list[str]:

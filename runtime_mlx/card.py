@@ -20,6 +20,7 @@ from runtime_mlx import planner
 from sentinel.atomic import read_json, write_text
 from sentinel.errors import SentinelError
 from sentinel.layout import read_layout
+from sentinel.verdict import verdict
 
 DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 
@@ -72,7 +73,7 @@ def forge_section(report: Optional[dict], where: Optional[Path]) -> list[str]:
     cfg, data = report.get("config", {}), report.get("data", {})
     evald = data.get("eval", {})
     lines += [f"From `{where}`: domain `{cfg.get('domain')}`, criterion `{cfg.get('prune', {}).get('criterion')}`, "
-              f"target prune level {cfg.get('prune_level')}, {cfg.get('cycles')} cycles; perplexity on "
+              f"{_goal(cfg)}, {cfg.get('cycles')} cycles; perplexity on "
               f"{evald.get('tokens', '?'):,} held-out tokens ({evald.get('documents', '?')} documents never "
               "trained on).", "",
               "| model | perplexity | params | bytes (fp16) | KV bytes/token (fp16) | query heads | KV heads |",
@@ -80,7 +81,14 @@ def forge_section(report: Optional[dict], where: Optional[Path]) -> list[str]:
     for r in report.get("rows", []):
         lines.append(f"| {r['row']} | {r['ppl']:.3f} | {r['params']:,} | {r['bytes_fp16']:,} | "
                      f"{r['kv_bytes_per_token_fp16']:,} | {r['q_heads_total']} | {r['kv_heads_total']} |")
-    return lines + [""]
+    said = verdict(report.get("rows", []))
+    return lines + ([""] + [f"**Verdict:** {said}"] if said else []) + [""]
+
+
+def _goal(cfg: dict) -> str:
+    target = (cfg.get("prune") or {}).get("target_params")
+    return f"target {target:g} of the base parameters" if target is not None else \
+        f"target prune level {cfg.get('prune_level')}"
 
 
 def runs_on_section(reports: list[tuple[str, dict]]) -> list[str]:

@@ -40,15 +40,12 @@ sentinel generate "$OUT/forged-mlx" --max-tokens 80 --temp 0 --prompt "$PROMPT"
 printf '\n== verdict (from %s)\n' "$OUT/forged/report.json"
 python - "$OUT/forged/report.json" <<'PY'
 import json, sys
-rows = {r["row"]: r for r in json.load(open(sys.argv[1]))["rows"]}
-for name, r in rows.items():
-    print(f"{name:>18}: PPL {r['ppl']:8.3f}  params {r['params']:>12,}")
-f, c = rows["forged"], rows.get("unpruned control", rows["baseline"])
-worse = f["ppl"] / c["ppl"] - 1
-print(f"forged is {1 - f['params'] / c['params']:.0%} smaller and {abs(worse):.1%} "
-      f"{'worse' if worse > 0 else 'better'} in held-out perplexity than the {c['row']}"
-      + (" -- at demo scale (a few minutes of CPU training) recovery is far from complete; "
-         "see docs/BENCHMARKS.md for longer runs" if worse > 0.10 else ""))
+from sentinel.verdict import verdict
+rows = json.load(open(sys.argv[1]))["rows"]
+for r in rows:
+    print(f"{r['row']:>18}: PPL {r['ppl']:8.3f}  params {r['params']:>12,}")
+print(verdict(rows))
+print("(demo-scale training: a few CPU minutes; docs/BENCHMARKS.md has longer runs)")
 PY
 
 printf '\n== outputs\n'

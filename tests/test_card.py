@@ -112,3 +112,13 @@ def test_card_and_verify_modules_need_no_torch(forged_mlx):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-1500:]
     assert p.stdout.strip().endswith("README.md")
+
+
+def test_verdict_is_computed_from_the_rows():
+    from sentinel.verdict import verdict
+
+    rows = [{"row": "baseline", "ppl": 20.0, "params": 100}, {"row": "unpruned control", "ppl": 10.0, "params": 100},
+            {"row": "forged", "ppl": 12.0, "params": 75}]
+    assert verdict(rows) == ("forged is 25% smaller and 20.0% worse in held-out perplexity than the unpruned "
+                             "control (better than the untuned base model).")
+    assert verdict(rows[:1]) == ""

@@ -157,7 +157,7 @@ def test_size_target_prunes_channels_and_heads_gradually_with_distillation(sourc
     assert control["params"] == base
     assert (tmp_path / "out" / "plots" / "shape_per_layer.png").is_file()
     assert "MLP channels" in (tmp_path / "out" / "report.md").read_text()
-    assert "**Verdict:** forged is 2" in (tmp_path / "out" / "report.md").read_text()
+    assert "**Verdict:** forged is 2" in (tmp_path / "out" / "report.md").read_text()  # 2x% smaller
     assert "cycle_0" not in {p.name for p in (tmp_path / "out").iterdir()}
 
 
