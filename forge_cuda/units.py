@@ -88,30 +88,32 @@ BALANCES = ("kind", "layer", "none")
 
 def balance_scores(layout: HeadLayout, costs: dict[int, LayerCosts], heads: dict, channels: dict,
                    balance: str) -> tuple[dict, dict]:
-    """Re-express scores as a unit's share of its kind's importance per share of its kind's parameters.
+    """Re-express scores so that units of both kinds compete on one scale (priority = score / cost).
 
-    ``kind``: shares of the whole model's heads (or channels), so the two kinds are removed
-    roughly in proportion to their size, weakest first, and layers still compete within a
-    kind. ``layer``: shares within each layer, for criteria whose raw values are not
-    comparable across depth (activation norms grow with the residual stream).
-    ``none``: raw scores (only meaningful if both kinds' scores are on one scale).
+    ``layer`` (default): a unit's score relative to the median unit of its kind in its layer,
+    times its cost, so a median head and a median channel have the same priority anywhere and
+    every layer gives up its below-median units first. The median, not the mean or the sum:
+    a few outlier channels (massive activations) would otherwise make every other channel of
+    their layer look free, and such layers were cut to the floor (measured). ``kind``: shares
+    of the whole model's importance of that kind per share of its parameters, so layers compete
+    within a kind. ``none``: raw scores (only if both kinds' scores are on one scale).
     """
     if balance not in BALANCES:
         raise SentinelError(f"unknown balance {balance!r}; choose from {', '.join(BALANCES)}")
     if balance == "none":
         return heads, channels
-    head_params = {i: layout.layers[i].num_heads * c.per_q + layout.layers[i].num_kv_heads * c.per_kv
-                   for i, c in costs.items() if i in heads}
-    chan_params = {i: len(channels[i]) * costs[i].per_channel for i in channels}
+    head_cost = {i: c.per_q + c.per_kv / max(1, layout.layers[i].num_heads // max(1, layout.layers[i].num_kv_heads))
+                 for i, c in costs.items()}
+    chan_cost = {i: c.per_channel for i, c in costs.items()}
 
-    def rescale(scores: dict, params: dict) -> dict:
+    def rescale(scores: dict, unit_cost: dict) -> dict:
         if balance == "layer":
-            return {i: s * params[i] / max(float(s.sum()), 1e-30) for i, s in scores.items()}
+            return {i: s * unit_cost[i] / max(float(np.median(s)), 1e-30) for i, s in scores.items()}
         total_s = max(sum(float(s.sum()) for s in scores.values()), 1e-30)
-        total_p = sum(params.values())
+        total_p = sum(len(s) * unit_cost[i] for i, s in scores.items())
         return {i: s * total_p / total_s for i, s in scores.items()}
 
-    return rescale(heads, head_params), rescale(channels, chan_params)
+    return rescale(heads, head_cost), rescale(channels, chan_cost)
 
 
 class UnitSelector:
