@@ -135,8 +135,7 @@ def write_plots(report: dict, folder: Path) -> list[str]:
     if grids:  # one colour scale for every cycle, so cycles can be compared; grey = already removed
         values = np.concatenate([g[np.isfinite(g)] for g in grids.values()])
         vmin, vmax = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("lightgrey")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
         for cycle, grid in grids.items():
             fig, ax = plt.subplots(figsize=(6, 6))
             im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)

@@ -191,7 +191,8 @@ class UnitSelector:
     def _give_back(self, removed: int, requested: int, taken: dict) -> int:
         """After a big head move overshot, restore the most important channel groups that still fit."""
         while True:
-            options = [(float(self.channel_scores[i][st.dropped[-1]].sum()) / (len(st.dropped[-1]) * self.costs[i].per_channel), i)
+            options = [(float(self.channel_scores[i][st.dropped[-1]].sum())
+                        / (len(st.dropped[-1]) * self.costs[i].per_channel), i)
                        for i, st in self.state.items() if st.dropped]
             options = [(p, i) for p, i in options
                        if removed - len(self.state[i].dropped[-1]) * self.costs[i].per_channel >= requested]
