@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sentinel.commands.pruning_options import pruning_options, size_target
+from sentinel.commands.pruning_options import data_options, pruning_options, size_target
 from sentinel.commands.vision import vision_option
 from sentinel.errors import SentinelError
 
@@ -25,11 +25,10 @@ def parse_fraction(value: str) -> float:
 
 @click.command("forge")
 @click.argument("model")
-@click.option("--domain", default="code", show_default=True,
-              help="Training data: code | docs | a .txt/.jsonl file | a folder | a datasets name (online).")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: ./forged/<model>-<domain>].")
 @pruning_options
+@data_options
 @click.option("--cycles", type=click.IntRange(min=1), default=None,
               help="Prune/recover cycles [default: enough that no cycle removes more than --max-step-params; "
                    "2 with explicit levels].")
@@ -64,18 +63,14 @@ def parse_fraction(value: str) -> float:
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward to save memory.")
 @click.option("--precision", default="auto", show_default=True, type=click.Choice(["auto", "bf16", "fp16", "fp32"]),
               help="Autocast dtype on CUDA (auto: bf16 where supported); always fp32 on CPU.")
-@click.option("--seq-len", type=click.IntRange(min=2), default=256, show_default=True, help="Tokens per window.")
 @click.option("--train-tokens", type=click.IntRange(min=1), default=400_000, show_default=True,
               help="Training tokens drawn from the train split.")
 @click.option("--eval-tokens", type=click.IntRange(min=64), default=16_384, show_default=True,
               help="Held-out tokens every row is evaluated on.")
-@click.option("--calib-windows", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Calibration windows for importance (from the calibration split, never eval).")
 @click.option("--no-control", is_flag=True, help="Skip the control run (not recommended).")
 @click.option("--tier", default="auto", show_default=True, type=click.Choice(["auto", "full", "nf4"]),
               help="Memory tier: full precision, or an NF4 base via bitsandbytes (CUDA only).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split, training and scores.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last completed cycle.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @vision_option

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sentinel.commands.pruning_options import pruning_options, size_target
+from sentinel.commands.pruning_options import data_options, pruning_options, size_target
 from sentinel.commands.vision import vision_option
 
 
@@ -12,17 +12,11 @@ from sentinel.commands.vision import vision_option
 @click.argument("model")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output checkpoint folder.")
 @pruning_options
+@data_options
 @click.option("--scope", type=click.Choice(["global", "layer"]), default="global", show_default=True,
               help="Explicit head level: rank heads across all layers, or remove the fraction from each layer.")
-@click.option("--domain", default="code", show_default=True,
-              help="Calibration data: code | docs | a .txt/.jsonl file | a folder.")
-@click.option("--calib-windows", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Calibration windows scored (from the calibration split, never eval).")
-@click.option("--seq-len", type=click.IntRange(min=2), default=256, show_default=True,
-              help="Tokens per calibration window.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
               help="Windows per scoring batch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the data split and random scores.")
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
 @vision_option
 def prune(model, out, target_params, target_bytes, prune_level, mlp_level, criterion, mode, min_heads, min_channels,

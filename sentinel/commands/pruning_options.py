@@ -47,11 +47,32 @@ _OPTIONS = [
 ]
 
 
-def pruning_options(command):
-    """Decorate a click command with the shared pruning options."""
-    for option in reversed(_OPTIONS):
+_DATA_OPTIONS = [
+    click.option("--domain", default="code", show_default=True,
+                  help="Data: code | docs | a .txt/.jsonl file | a folder | a datasets name (online)."),
+    click.option("--seq-len", type=click.IntRange(min=2), default=256, show_default=True,
+                  help="Tokens per window (calibration, training and evaluation)."),
+    click.option("--calib-windows", type=click.IntRange(min=1), default=32, show_default=True,
+                  help="Calibration windows for importance and refit (calibration split, never eval)."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                  help="Seed for the data split, training and random scores."),
+]
+
+
+def _apply(options, command):
+    for option in reversed(options):
         command = option(command)
     return command
+
+
+def pruning_options(command):
+    """Decorate a click command with the shared pruning options."""
+    return _apply(_OPTIONS, command)
+
+
+def data_options(command):
+    """Decorate a click command with the shared data options (--domain, --seq-len, --calib-windows, --seed)."""
+    return _apply(_DATA_OPTIONS, command)
 
 
 def parse_bytes(text: str) -> int:
