@@ -33,6 +33,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default="0.75,0.9,0.6", help="fractions of the base parameters to keep, in run order")
     ap.add_argument("--recoveries", default="distill,lora")
+    ap.add_argument("--one-step", default="0.75:distill",
+                    help="target:recovery rows also run as ONE prune + one recovery of all the steps (vs gradual)")
     ap.add_argument("--criterion", default="taylor")
     ap.add_argument("--balance", default="layer")
     ap.add_argument("--refit", action=argparse.BooleanOptionalAction, default=True)
@@ -129,33 +131,36 @@ def main() -> None:
             trainable="full", loss="labels")
         del control
 
-    for target in [float(t) for t in args.targets.split(",")]:
-        for recovery in args.recoveries.split(","):
-            name = f"forged {target:g} {recovery}"
-            if name in have:
-                continue
-            cycles = default_cycles(target)
-            per_cycle = [args.steps // cycles + (1 if c < args.steps % cycles else 0) for c in range(cycles)]
-            starts = [sum(per_cycle[:c]) * B for c in range(cycles + 1)]
-            model, tic, tokens, one_shot = copy.deepcopy(teacher), time.perf_counter(), 0, []
-            settings_p = PruneSettings(criterion=args.criterion, target_params=target, batch_size=4,
-                                       balance=args.balance, refit=args.refit)
-            for c in range(1, cycles + 1):
-                prune_once(model, splits.calibration, 0.0, settings_p, seed=c, progress=False,
-                           cycle_progress=c / cycles, base={"params": base_params, "channels": base_channels})
-                if c == cycles:
-                    one_shot.append(perplexity(model, splits.eval, batch_size=4, progress=False)["ppl"])
-                trainable = "full" if recovery == "distill" else "lora"
-                chunk = recovery_windows[starts[c - 1]:starts[c]]
-                model, stats = train_model(model, chunk, cfg(trainable, per_cycle[c - 1]), progress=True,
-                                           desc=f"{name} c{c}", teacher=teacher if recovery == "distill" else None)
-                tokens += stats["tokens"]
-            save_model(model, keep_dir / name.replace(" ", "_"), tokenizer, force=True)
-            row(model, name, target=target, recovery=recovery, cycles=cycles, steps_per_cycle=per_cycle,
-                train_tokens=tokens, seconds=time.perf_counter() - tic, ppl_before_last_recovery=one_shot[-1],
-                params_goal=round(target * base_params), shape={"q_heads": model_layout(model).q_counts, "kv_heads": model_layout(model).kv_counts,
-                                      "mlp_channels": model_layout(model).mlp_widths})
-            del model
+    plan = [(float(t), r, False) for t in args.targets.split(",") for r in args.recoveries.split(",")]
+    extra = [(float(x.split(":")[0]), x.split(":")[1], True) for x in args.one_step.split(",") if x]
+    plan = plan[:2] + extra + plan[2:]  # the one-step comparison right after the 0.75 pair
+    for target, recovery, one_step in plan:
+        name = f"forged {target:g} {recovery}" + (" one-step" if one_step else "")
+        if name in have:
+            continue
+        cycles = 1 if one_step else default_cycles(target)
+        per_cycle = [args.steps // cycles + (1 if c < args.steps % cycles else 0) for c in range(cycles)]
+        starts = [sum(per_cycle[:c]) * B for c in range(cycles + 1)]
+        model, tic, tokens, one_shot = copy.deepcopy(teacher), time.perf_counter(), 0, []
+        settings_p = PruneSettings(criterion=args.criterion, target_params=target, batch_size=4,
+                                   balance=args.balance, refit=args.refit)
+        for c in range(1, cycles + 1):
+            prune_once(model, splits.calibration, 0.0, settings_p, seed=c, progress=False,
+                       cycle_progress=c / cycles, base={"params": base_params, "channels": base_channels})
+            if c == cycles:
+                one_shot.append(perplexity(model, splits.eval, batch_size=4, progress=False)["ppl"])
+            trainable = "full" if recovery == "distill" else "lora"
+            chunk = recovery_windows[starts[c - 1]:starts[c]]
+            model, stats = train_model(model, chunk, cfg(trainable, per_cycle[c - 1]), progress=True,
+                                       desc=f"{name} c{c}", teacher=teacher if recovery == "distill" else None)
+            tokens += stats["tokens"]
+        save_model(model, keep_dir / name.replace(" ", "_"), tokenizer, force=True)
+        row(model, name, target=target, recovery=recovery, cycles=cycles, steps_per_cycle=per_cycle,
+            train_tokens=tokens, seconds=time.perf_counter() - tic, ppl_before_last_recovery=one_shot[-1],
+            params_goal=round(target * base_params), shape={"q_heads": model_layout(model).q_counts,
+                                                            "kv_heads": model_layout(model).kv_counts,
+                                                            "mlp_channels": model_layout(model).mlp_widths})
+        del model
     result["complete"] = True
     write_json(args.out, result)
     print(f"wrote {args.out}")

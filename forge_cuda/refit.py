@@ -1,14 +1,19 @@
 """Least-squares refit of the layer that reads pruned units, so its output changes as little as possible.
 
 When heads or MLP channels go, the layer reading them (o_proj, down_proj) loses
-inputs. Instead of just dropping their columns, solve for the kept columns that
-best reproduce the unpruned layer's output on calibration activations:
+inputs. Instead of just dropping their columns, correct the kept columns so the
+layer best reproduces its unpruned output on calibration activations (K kept, R
+removed input features, G = X^T X):
 
-    W_K' = argmin || X_K W_K'^T - X W^T ||^2 = W G[:, K] (G[K, K] + lambda I)^-1,  G = X^T X
+    W_K' = W_K + D,  D = argmin || X_K D^T - X_R W_R^T ||^2 + lambda ||D||^2
+                     = W_R G[R, K] (G[K, K] + lambda I)^-1
 
 (the structured form of OBS / FLAP-style compensation; ZipLM and SlimGPT do the same
-with more bookkeeping). One forward pass collects G per reader; one small solve per
-layer; no training. Ridge ``lambda`` is relative to the mean diagonal of G[K, K].
+with more bookkeeping). The ridge pulls toward *no change*, not toward zero weights:
+with few calibration tokens G is ill-conditioned, and a plain least-squares refit
+measured PPL 29.7 -> 216 at 16 windows (one-shot, 8% of SmolLM2 removed). One forward
+pass collects G per reader; one small solve per layer; no training. ``lambda`` is
+relative to the mean diagonal of G[K, K].
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def _kept_features(current: HeadLayout, target: HeadLayout, i: int, kind: str, w
 
 
 def refit_readers(model: nn.Module, grams: dict[tuple[str, int], torch.Tensor], current: HeadLayout,
-                  target: HeadLayout, ridge: float = 1e-2) -> int:
+                  target: HeadLayout, ridge: float = 1.0) -> int:
     """Rewrite the kept input columns of every reader that loses units; returns how many readers changed.
 
     Call before ``defrag(model, target)``: the removed columns are dropped there.
@@ -75,11 +80,13 @@ def refit_readers(model: nn.Module, grams: dict[tuple[str, int], torch.Tensor], 
         conv1d = model.config.model_type == "gpt2"  # Conv1D stores [in, out]
         w = (reader.weight.T if conv1d else reader.weight).detach().double().cpu()  # [out, features]
         k = torch.as_tensor(kept)
+        r = torch.as_tensor(sorted(set(range(gram.shape[0])) - set(kept)))
         g_kk = gram[k][:, k]
         damp = ridge * g_kk.diagonal().mean().clamp_min(1e-12)
-        solved = torch.linalg.solve(g_kk + damp * torch.eye(len(kept), dtype=g_kk.dtype), gram[k] @ w.T)  # [K, out]
+        delta = torch.linalg.solve(g_kk + damp * torch.eye(len(kept), dtype=g_kk.dtype),
+                                   gram[k][:, r] @ w[:, r].T)  # [K, out]
         with torch.no_grad():
-            new = solved.to(reader.weight.dtype).to(reader.weight.device)
+            new = (w[:, k].T + delta).to(reader.weight.dtype).to(reader.weight.device)
             if conv1d:
                 reader.weight[k] = new
             else:
