@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -115,7 +116,9 @@ def _wrap(model: nn.Module, cfg: TrainConfig, tier: str, device: torch.device) -
     elif cfg.gradient_checkpointing:
         _enable_checkpointing(model)
         model.enable_input_require_grads()
-    return get_peft_model(base, lora_config(cfg)), base
+    with warnings.catch_warnings():  # peft 0.x reads transformers 5's deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(base, lora_config(cfg)), base
 
 
 def _teacher_logits(teacher: nn.Module, batch: torch.Tensor) -> torch.Tensor:
