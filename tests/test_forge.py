@@ -189,3 +189,41 @@ def test_prune_refuses_to_replace_its_own_input(source):
                                        "--target-params", "0.9", "--calib-windows", "1", "--seq-len", "16"])
     assert result.exit_code != 0 and "would overwrite the input" in result.output
     assert (source / "config.json").is_file()
+
+
+@pytest.mark.parametrize("after_stage0", [False, True], ids=["during-stage0", "after-stage0"])
+def test_sigterm_leaves_nothing_or_a_resumable_failed_run(source, tmp_path, after_stage0):
+    """SIGTERM before stage 0 completes removes .partial; later it keeps it, with status.json saying failed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "term"
+    work = tmp_path / "term.partial"
+    cmd = [sys.executable, "-m", "sentinel.cli", "forge", str(source), "--out", str(out), "--seq-len", "32",
+           "--train-tokens", "6000", "--eval-tokens", "256", "--calib-windows", "4", "--steps", "400",
+           "--batch-size", "2", "--target-params", "0.9", "--train", "lora"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    deadline = time.time() + 240
+    want = "cycle" if after_stage0 else "step"
+    while time.time() < deadline:
+        status = work / "status.json"
+        if after_stage0 and (work / "state.json").exists() or not after_stage0 and status.exists() and \
+                json.loads(status.read_text() or "{}").get("phase") == "train":
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"forge never reached the {want} phase")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "error: terminated (SIGTERM)" in err.splitlines()[-1] or "\nerror: terminated" in err
+    assert not out.exists()
+    if after_stage0:
+        assert json.loads((work / "status.json").read_text())["phase"] == "failed"
+    else:
+        assert not work.exists()
