@@ -164,7 +164,7 @@ def width_distill_section() -> list[str]:
               f"windows of {s['seq_len']} (never used for training or calibration); `{s['criterion']}` importance "
               f"from {s['calib_windows']} calibration windows, one selection over query heads, KV groups and MLP "
               f"channels (`prune_once`), cycles of <= 10% of the parameters; stage 0 = the teacher: {s['steps']} "
-              f"full-parameter steps on labels (batch {s['batch_size']} x {s['seq_len']}, lr {s['lr_full']}); the "
+              f"full-parameter steps on labels (batch {s['batch_size']} x {s['seq_len']}, lr {s.get('lr_stage0', s['lr_full'])}); the "
               f"control trains the teacher {s['steps']} more steps (labels, no pruning); each forged row starts from "
               f"the teacher and splits the same {s['steps']} steps over its cycles: `distill` = full-parameter KL to "
               f"the teacher (lr {s['lr_full']}), `lora` = LoRA on labels (lr {s['lr_lora']}). "
