@@ -9,15 +9,13 @@ which numpy lacks, is widened to float32 by a 16-bit shift (exact).
 
 from __future__ import annotations
 
-import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sentinel.errors import SentinelError
-from sentinel.weights import weight_files
+from sentinel.weights import tensor_index, weight_files
 
 NUMPY_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": np.uint16,
                 "I64": np.int64, "I32": np.int32, "I8": np.int8, "U8": np.uint8}
@@ -62,33 +60,10 @@ def open_source(folder: Path) -> dict[str, SourceTensor]:
 
 
 def _read_file(file: Path) -> list[SourceTensor]:
-    size = file.stat().st_size
-    with open(file, "rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise SentinelError(f"{file} is not a safetensors file (too short)")
-        (header_len,) = struct.unpack("<Q", raw)
-        if header_len > size - 8:
-            raise SentinelError(f"{file} is not a safetensors file (header length {header_len} > file size)")
-        try:
-            header = json.loads(f.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise SentinelError(f"{file} has a corrupt safetensors header") from None
+    """The file's tensors, located by the one validated safetensors header reader."""
     out = []
-    base = 8 + header_len
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = info.get("dtype")
+    for name, (dtype, shape, start) in tensor_index(file).items():
         if dtype not in NUMPY_DTYPES:
             raise SentinelError(f"{file.name}: tensor {name} has dtype {dtype}, which the GGUF converter does not read")
-        begin, end = info["data_offsets"]
-        shape = tuple(int(d) for d in info["shape"])
-        if base + end > size:
-            raise SentinelError(f"{file.name} is truncated: tensor {name} ends at byte {base + end}, "
-                                f"the file has {size}")
-        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(NUMPY_DTYPES[dtype]).itemsize
-        if end - begin != expected:
-            raise SentinelError(f"{file.name}: tensor {name} spans {end - begin} bytes, its shape needs {expected}")
-        out.append(SourceTensor(file, name, dtype, shape, base + begin))
+        out.append(SourceTensor(file, name, dtype, tuple(shape), start))
     return out

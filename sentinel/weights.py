@@ -40,7 +40,12 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def read_header(file: Path) -> dict[str, tuple[str, list[int]]]:
-    """name -> (dtype, shape) of one safetensors file, reading only its JSON header.
+    """name -> (dtype, shape) of one safetensors file (``tensor_index`` without the offsets)."""
+    return {name: (dtype, shape) for name, (dtype, shape, _) in tensor_index(file).items()}
+
+
+def tensor_index(file: Path) -> dict[str, tuple[str, list[int], int]]:
+    """name -> (dtype, shape, absolute byte offset) of one safetensors file, reading only its JSON header.
 
     The 8-byte header length is checked against the file size before anything is
     allocated, and every tensor must lie inside the file with the byte size its dtype
@@ -66,7 +71,7 @@ def read_header(file: Path) -> dict[str, tuple[str, list[int]]]:
     if not isinstance(header, dict):
         raise SentinelError(f"{file} has a corrupt safetensors header (not a JSON object)")
     data = size - 8 - n
-    tensors: dict[str, tuple[str, list[int]]] = {}
+    tensors: dict[str, tuple[str, list[int], int]] = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -83,7 +88,7 @@ def read_header(file: Path) -> dict[str, tuple[str, list[int]]]:
         if dtype in DTYPE_BYTES and end - begin != prod(shape) * DTYPE_BYTES[dtype]:
             raise SentinelError(f"{file} has a corrupt safetensors header (tensor {name!r}: {end - begin:,} "
                                 f"bytes for {dtype} {shape})")
-        tensors[name] = (dtype, shape)
+        tensors[name] = (dtype, shape, 8 + n + begin)
     return tensors
 
 
