@@ -31,6 +31,6 @@ def run_facts() -> dict:
 def real_mlx(tmp: Path, dtype: str = "float32", src: Path | None = None, name: str = "smollm2-135m") -> Path:
     """The embedded model (or ``src``) converted by our converter into ``tmp``."""
     from convert import convert_to_mlx
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     return convert_to_mlx(src or resolve_model("smollm2-135m"), tmp / f"{name}-{dtype}", dtype=dtype)

@@ -49,7 +49,7 @@ def main() -> None:
         folder = args.model
         if folder is None:
             from convert import convert_to_mlx
-            from sentinel.models import resolve_model
+            from sentinel.cli.resolve import resolve_model
 
             folder = convert_to_mlx(resolve_model("smollm2-135m"), Path(tmp) / "smollm2-135m-float16",
                                     dtype="float16")

@@ -58,7 +58,7 @@ def main() -> None:
     from forge_cuda.prune import PruneOptions, run_prune
     from sentinel.atomic import read_json, write_json
     from sentinel.layout import read_layout
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -41,7 +41,7 @@ def main() -> None:
     from forge_cuda.evaluate import perplexity
     from forge_cuda.prune import PruneOptions, prune_model
     from sentinel.atomic import write_json
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     settings = {k: getattr(args, k) for k in ("target", "criteria", "balances", "seq_len", "eval_tokens",
                                               "calib_windows")}

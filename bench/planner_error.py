@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "planner_error.json")
     args = ap.parse_args()
     from sentinel.atomic import write_json
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

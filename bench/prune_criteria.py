@@ -48,7 +48,7 @@ def main() -> None:
     from forge_cuda.pruning_step import PruneSettings, prune_once
     from forge_cuda.train import TrainConfig, train_model
     from sentinel.atomic import write_json
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     criteria, levels = args.criteria.split(","), [float(x) for x in args.levels.split(",")]
     src = resolve_model("smollm2-135m")

@@ -79,7 +79,7 @@ def eval_windows(width_json: Path):
     """(settings, eval windows as int32 numpy [n, T], split stats) rebuilt exactly as bench/width_distill.py."""
     from forge_cuda.checkpoint import load_tokenizer
     from forge_cuda.data import build_splits
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     width = json.loads(width_json.read_text())
     s = width["settings"]
@@ -173,7 +173,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from sentinel.atomic import write_json
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
     from sentinel.paths import cache_root
 
     wall = time.perf_counter()

@@ -70,7 +70,7 @@ def main() -> None:
 
     from forge_cuda.checkpoint import load_model, load_tokenizer
     from sentinel.atomic import write_json
-    from sentinel.models import EMBEDDED, gguf_dir, gguf_path
+    from sentinel.cli.resolve import EMBEDDED, gguf_dir, gguf_path
     from sentinel.paths import mlx_dir
 
     result: dict = {**run_facts(), "model": NAME, "goals": GOALS, "seconds": {}}

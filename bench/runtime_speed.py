@@ -84,7 +84,7 @@ def bench(folder: Path, prompt_tokens: int, gen_tokens: int, repeats: int) -> di
 
 def default_folder(tmp: Path) -> Path:
     from convert import convert_to_mlx
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     return convert_to_mlx(resolve_model("smollm2-135m"), tmp / "smollm2-135m-float32", dtype="float32")
 

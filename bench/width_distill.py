@@ -60,7 +60,7 @@ def main() -> None:
     from forge_cuda.pruning_step import PruneSettings, default_cycles, prune_once
     from forge_cuda.train import TrainConfig, train_model
     from sentinel.atomic import write_json
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
     from sentinel.paths import cache_root
 
     keep_dir = cache_root() / "bench" / "width_distill"

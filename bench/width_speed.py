@@ -75,7 +75,7 @@ def main() -> None:
     from runtime_mlx.loader import compute_dtype
     from runtime_mlx.verify import _run, backend, prompt_ids
     from sentinel.atomic import write_json
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
     from sentinel.paths import cache_root
 
     wall = time.perf_counter()

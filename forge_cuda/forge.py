@@ -116,7 +116,7 @@ class ForgeRun:
                  progress: bool = True):
         from forge_cuda.families import supported_model_types
         from sentinel.atomic import check_creatable, check_output_dir
-        from sentinel.models import resolve_model
+        from sentinel.cli.resolve import resolve_model
         from sentinel.validate import check_model_folder
 
         self.cfg, self.out, self.progress = cfg, Path(out), progress

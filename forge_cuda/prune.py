@@ -240,7 +240,7 @@ def run_prune(model_name: str, out: str | Path, options: PruneOptions, domain: s
     """``sentinel prune``: resolve, load, prune, save checkpoint + report atomically; returns the report."""
     from forge_cuda.families import supported_model_types
     from sentinel.atomic import check_output_dir
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
     from sentinel.validate import check_model_folder
 
     out = Path(out)

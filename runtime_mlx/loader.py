@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sentinel.errors import SentinelError
 from runtime_mlx.models import FAMILIES
-from sentinel.models import EMBEDDED
+from sentinel.cli.resolve import EMBEDDED
 from sentinel.paths import mlx_dir
 from sentinel.validate import check_model_folder, model_context as config_context, read_config
 

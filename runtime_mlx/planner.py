@@ -73,7 +73,7 @@ class ModelFacts:
 
 def _embedded(name: str) -> Optional[Path]:
     """An embedded model name -> its converted MLX folder, else its pulled HF folder, if either exists."""
-    from sentinel.models import EMBEDDED
+    from sentinel.cli.resolve import EMBEDDED
     from sentinel.paths import mlx_dir, models_dir
 
     if name not in EMBEDDED:
@@ -286,7 +286,7 @@ def fit(facts: ModelFacts, target, context: int) -> dict[str, Any]:
 def plan(model: str | Path, targets: list, contexts: list[int], dtype: Optional[str] = None,
          quantize: Optional[int] = None, group_size: int = 64) -> dict[str, Any]:
     """The ``sentinel plan`` report: one fit per target and context, all labelled estimated."""
-    from sentinel.options import MAX_CONTEXT
+    from sentinel.cli.options import MAX_CONTEXT
 
     if not contexts or any(not 0 < c <= MAX_CONTEXT for c in contexts):
         raise SentinelError(f"contexts must be token counts between 1 and {MAX_CONTEXT:,}")

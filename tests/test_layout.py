@@ -109,7 +109,7 @@ def test_layout_module_imports_without_torch_or_mlx():
     import subprocess
     import sys
 
-    code = ("import sys; import sentinel.layout, sentinel.models, sentinel.cli; "
+    code = ("import sys; import sentinel.layout, sentinel.cli.resolve, sentinel.cli; "
             "bad = [m for m in ('torch', 'mlx', 'transformers') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

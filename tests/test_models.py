@@ -9,10 +9,10 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from sentinel import models as models_mod
+from sentinel.cli import resolve as models_mod
 from sentinel.cli import main
 from sentinel.errors import SentinelError
-from sentinel.models import resolve_model
+from sentinel.cli.resolve import resolve_model
 
 
 def test_missing_wheel_is_one_clear_line(monkeypatch):

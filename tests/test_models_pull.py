@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from sentinel import models as models_mod
-from sentinel.models import EmbeddedModel, SplitWheels, gguf_dir, list_models, pull, resolve_model
+from sentinel.cli import resolve as models_mod
+from sentinel.cli.resolve import EmbeddedModel, SplitWheels, gguf_dir, list_models, pull, resolve_model
 from sentinel.weights import read_header
 from test_models_wheels import chunk_wheels, local_index, split_for  # noqa: F401  (local_index is a fixture)
 from tiny import tiny_model, tokens

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from sentinel.cli import main
 from sentinel.errors import SentinelError
 from sentinel.paths import cache_root
-from sentinel.wheels import Chunk, SplitFile, fetch_split_file
+from sentinel.cli.wheels import Chunk, SplitFile, fetch_split_file
 
 QWEN = "qwen2.5-coder-0.5b"
 

@@ -1,5 +1,6 @@
-"""The ``sentinel`` command. Thin on purpose: each subcommand parses flags and
-calls into forge_cuda/, convert/ or runtime_mlx/; user mistakes become one line."""
+"""The ``sentinel`` command, the top floor. Thin on purpose: each subcommand parses flags,
+resolves the MODEL argument to a local folder (resolve.py) and calls into forge_cuda/,
+convert/ or runtime_mlx/; user mistakes become one line."""
 
 from __future__ import annotations
 
@@ -107,19 +108,16 @@ def main() -> None:
 
 
 def _register() -> None:
-    """Add every ``COMMANDS`` list found in sentinel/commands/ (each module imports lazily)."""
+    """Add every ``COMMANDS`` list found in this package's modules (each command imports lazily)."""
     import importlib
     import pkgutil
 
-    import sentinel.commands as package
-
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"sentinel.commands.{info.name}")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue  # __main__ would run the CLI
+        module = importlib.import_module(f"{__name__}.{info.name}")
         for command in getattr(module, "COMMANDS", []):
             main.add_command(command)
 
 
 _register()
-
-if __name__ == "__main__":
-    main()

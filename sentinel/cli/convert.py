@@ -29,7 +29,7 @@ def convert(checkpoint: str, target: str, out: str | None, outtype: str | None, 
             group_size: str, force: bool, verify: bool) -> None:
     """Convert CHECKPOINT (folder or embedded model name) into an MLX folder or a GGUF file, tensor by tensor."""
     from sentinel.errors import SentinelError
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     if target == "gguf":
         _gguf(click.get_current_context(), checkpoint, out, outtype or "f16", force)
@@ -63,7 +63,7 @@ def _gguf(ctx: click.Context, checkpoint: str, out: str | None, outtype: str, fo
     from click.core import ParameterSource
 
     from sentinel.errors import SentinelError
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     mlx_only = [f"--{n.replace('_', '-')}" for n in ("dtype", "quantize", "group_size", "verify")
                 if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT]

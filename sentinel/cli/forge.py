@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from sentinel.commands.pruning_options import data_options, pruning_options, size_target
-from sentinel.commands.vision import vision_option
+from sentinel.cli.pruning_options import data_options, pruning_options, size_target
+from sentinel.cli.vision import vision_option
 from sentinel.errors import SentinelError
 
 
@@ -83,7 +83,7 @@ def forge_cmd(model, domain, out, target_params, target_bytes, prune_level, mlp_
     from forge_cuda.forge import ForgeConfig, ForgeRun
     from forge_cuda.pruning_step import PruneSettings
     from forge_cuda.train import TrainConfig
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     size = size_target(resolve_model(model), target_params, target_bytes, prune_level, mlp_level)
     if trainable == "auto":

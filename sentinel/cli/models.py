@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sentinel.models import DEFAULT_MODEL, DTYPES, EMBEDDED, list_models, pull
+from sentinel.cli.resolve import DEFAULT_MODEL, DTYPES, EMBEDDED, list_models, pull
 
 
 @click.group("models")

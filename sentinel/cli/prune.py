@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from sentinel.commands.pruning_options import data_options, pruning_options, size_target
-from sentinel.commands.vision import vision_option
+from sentinel.cli.pruning_options import data_options, pruning_options, size_target
+from sentinel.cli.vision import vision_option
 
 
 @click.command("prune")
@@ -23,7 +23,7 @@ def prune(model, out, target_params, target_bytes, prune_level, mlp_level, crite
           channel_group, balance, refit, scope, domain, calib_windows, seq_len, batch_size, seed, force):
     """Remove MODEL's least important heads and MLP channels and write a smaller checkpoint."""
     from forge_cuda.prune import PruneOptions, run_prune
-    from sentinel.models import resolve_model
+    from sentinel.cli.resolve import resolve_model
 
     size = size_target(resolve_model(model), target_params, target_bytes, prune_level, mlp_level)
     options = PruneOptions(criterion=criterion, mode=mode, min_heads=min_heads, scope=scope, seed=seed,

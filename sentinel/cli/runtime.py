@@ -7,7 +7,7 @@ import sys
 import click
 
 from sentinel.errors import SentinelError
-from sentinel.options import POSITIVE, PORT, FiniteFloat, Host
+from sentinel.cli.options import POSITIVE, PORT, FiniteFloat, Host
 
 LONG_PROMPT = click.Choice(["refuse", "truncate"])
 

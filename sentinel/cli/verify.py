@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sentinel.options import MAX_CONTEXT, POSITIVE, IntList
+from sentinel.cli.options import MAX_CONTEXT, POSITIVE, IntList
 
 
 def _target_help(what: str) -> str:
