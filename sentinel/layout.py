@@ -8,13 +8,15 @@ Pure Python on purpose: the Mac runtime reads it without torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from sentinel.errors import LayoutError
+from sentinel.ranges import read_index_list, to_ranges
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # v2 adds pruned MLP channels; a v1 block is a valid v2 block
+FORMAT_VERSION = 3
+# v2 adds pruned MLP channels, v3 a trimmed vocabulary and [start, stop) ranges; older blocks stay valid
+READABLE_VERSIONS = (1, 2, 3)
 LAYOUT_KEY = "sentinel_layout"
 
 
@@ -89,16 +91,23 @@ class LayerHeads:
         if self.clone_of:
             d["clone_of"] = {str(k): v for k, v in sorted(self.clone_of.items())}
         if self.mlp_channels is not None:
-            d["mlp_channels"] = list(self.mlp_channels)
+            d["mlp_channels"] = to_ranges(self.mlp_channels)
         return d
 
 
 @dataclass(frozen=True)
 class HeadLayout:
-    """Kept heads of every layer plus the base geometry they index into."""
+    """Kept heads of every layer plus the base geometry they index into.
+
+    ``vocab_ids`` (format v3) lists the original ids of the kept token rows, ascending:
+    new token id i is original id ``vocab_ids[i]``; ``base_vocab_size`` is the base
+    model's row count. Both are None while the vocabulary is untouched.
+    """
 
     base: AttentionShape
     layers: tuple[LayerHeads, ...]
+    vocab_ids: tuple[int, ...] | None = None
+    base_vocab_size: int | None = None
 
     @classmethod
     def full(cls, base: AttentionShape) -> "HeadLayout":
@@ -132,7 +141,16 @@ class HeadLayout:
     def replace_layer(self, index: int, layer: LayerHeads) -> "HeadLayout":
         layers = list(self.layers)
         layers[index] = layer
-        return HeadLayout(self.base, tuple(layers))
+        return replace(self, layers=tuple(layers))
+
+    def with_vocab(self, vocab_ids: tuple[int, ...] | None, base_vocab_size: int | None) -> "HeadLayout":
+        """The same heads and channels with another kept vocabulary (None, None: untouched)."""
+        ids = tuple(int(i) for i in vocab_ids) if vocab_ids is not None else None
+        return replace(self, vocab_ids=ids, base_vocab_size=base_vocab_size)
+
+    @property
+    def vocab_trimmed(self) -> bool:
+        return self.vocab_ids is not None
 
     def validate(self) -> "HeadLayout":
         """Raise LayoutError naming the first broken rule; return self when valid."""
@@ -142,15 +160,20 @@ class HeadLayout:
                 f" (layer {min(len(self.layers), self.base.num_layers)} missing or extra)")
         for i, layer in enumerate(self.layers):
             _validate_layer(self, i, layer)
+        _validate_vocab(self.vocab_ids, self.base_vocab_size)
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "base_num_attention_heads": self.base.num_heads,
             "base_num_key_value_heads": self.base.num_kv_heads,
-            "layers": [layer.to_dict() for layer in self.layers],
         }
+        if self.vocab_ids is not None:
+            d["base_vocab_size"] = self.base_vocab_size
+            d["vocab_ids"] = to_ranges(self.vocab_ids)
+        d["layers"] = [layer.to_dict() for layer in self.layers]
+        return d
 
     def summary(self) -> str:
         """One line for logs and reports: kept heads of the whole model."""
@@ -159,6 +182,8 @@ class HeadLayout:
                 f"{kv}/{self.base.num_kv_heads * self.base.num_layers} KV heads")
         if any(l.mlp_channels is not None for l in self.layers):
             text += f", {sum(self.mlp_widths)}/{self.base.intermediate_size * self.base.num_layers} MLP channels"
+        if self.vocab_ids is not None:
+            text += f", {len(self.vocab_ids)}/{self.base_vocab_size} tokens"
         return text + " kept"
 
 
@@ -217,6 +242,34 @@ def _validate_channels(where: str, channels: tuple[int, ...], size: int | None) 
         raise LayoutError(f"{where}: mlp_channels out of range 0..{size - 1}")
 
 
+def _validate_vocab(ids: tuple[int, ...] | None, base_size: int | None) -> None:
+    if ids is None and base_size is None:
+        return
+    if ids is None or base_size is None:
+        raise LayoutError("sentinel_layout needs both vocab_ids and base_vocab_size, or neither")
+    if not ids:
+        raise LayoutError("sentinel_layout.vocab_ids is empty")
+    if any(b <= a for a, b in zip(ids, ids[1:])):
+        raise LayoutError("sentinel_layout.vocab_ids must be strictly ascending without duplicates")
+    if ids[0] < 0 or ids[-1] >= base_size:
+        raise LayoutError(f"sentinel_layout.vocab_ids out of range 0..{base_size - 1} (base_vocab_size)")
+
+
+def _validate_vocab_config(layout: HeadLayout, cfg: Mapping[str, Any]) -> None:
+    """A trimmed layout's row count is config.json's vocab_size; its special ids index those rows."""
+    if layout.vocab_ids is None:
+        return
+    size = cfg.get("vocab_size", cfg.get("n_vocab"))
+    if size != len(layout.vocab_ids):
+        raise LayoutError(f"sentinel_layout keeps {len(layout.vocab_ids)} vocab_ids but config.json has "
+                          f"vocab_size={size}")
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = cfg.get(key)
+        for i in value if isinstance(value, list) else [value]:
+            if i is not None and not 0 <= int(i) < len(layout.vocab_ids):
+                raise LayoutError(f"config.json {key}={i} is outside the kept vocabulary 0..{size - 1}")
+
+
 def layout_from_dict(block: Mapping[str, Any], base: AttentionShape) -> HeadLayout:
     """Parse (and validate) a ``sentinel_layout`` block against the base geometry."""
     version = block.get("format_version")
@@ -230,19 +283,28 @@ def layout_from_dict(block: Mapping[str, Any], base: AttentionShape) -> HeadLayo
     raw_layers = block.get("layers")
     if not isinstance(raw_layers, list):
         raise LayoutError("sentinel_layout.layers must be a list with one entry per layer")
+    ranges = version >= 3
     layers = []
     for i, raw in enumerate(raw_layers):
         try:
+            channels = raw.get("mlp_channels")
             layers.append(LayerHeads(
                 q_heads=tuple(int(h) for h in raw["q_heads"]),
                 kv_heads=tuple(int(h) for h in raw["kv_heads"]),
                 clone_of={int(k): int(v) for k, v in raw.get("clone_of", {}).items()},
-                mlp_channels=(tuple(int(c) for c in raw["mlp_channels"])
-                              if raw.get("mlp_channels") is not None else None),
+                mlp_channels=(read_index_list(channels, f"layer {i}: mlp_channels", ranges)
+                              if channels is not None else None),
             ))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise LayoutError(f"layer {i}: malformed entry ({e.__class__.__name__}: {e})") from None
-    return HeadLayout(base, tuple(layers)).validate()
+    vocab = block.get("vocab_ids")
+    if (vocab is not None or block.get("base_vocab_size") is not None) and version < 3:
+        raise LayoutError(f"sentinel_layout format_version {version} cannot trim the vocabulary (needs 3)")
+    base_vocab = block.get("base_vocab_size")
+    if base_vocab is not None and (not isinstance(base_vocab, int) or isinstance(base_vocab, bool)):
+        raise LayoutError(f"sentinel_layout.base_vocab_size must be an integer (got {base_vocab!r})")
+    vocab_ids = read_index_list(vocab, "sentinel_layout.vocab_ids", ranges) if vocab is not None else None
+    return HeadLayout(base, tuple(layers), vocab_ids, base_vocab).validate()
 
 
 def read_layout(config: Mapping[str, Any]) -> HeadLayout:
@@ -251,12 +313,15 @@ def read_layout(config: Mapping[str, Any]) -> HeadLayout:
     block = config.get(LAYOUT_KEY) or text_config(config).get(LAYOUT_KEY)
     if block is None:
         return HeadLayout.full(base)
-    return layout_from_dict(block, base)
+    layout = layout_from_dict(block, base)
+    _validate_vocab_config(layout, text_config(config))
+    return layout
 
 
 def write_layout(config: dict[str, Any], layout: HeadLayout) -> dict[str, Any]:
     """Store a validated layout in a config.json dict (in place; also returned)."""
-    config[LAYOUT_KEY] = layout.validate().to_dict()
+    _validate_vocab_config(layout.validate(), text_config(config))
+    config[LAYOUT_KEY] = layout.to_dict()
     return config
 
 
