@@ -20,7 +20,7 @@ from typing import Any
 import mlx.core as mx
 
 from convert.families import family_for
-from convert.model_card import write_model_card
+from runtime_mlx.model_card import write_model_card
 from convert.tensors import ShardWriter, TensorSpec, materialize, open_tensors, plan_shards, shard_names
 from sentinel.atomic import atomic_dir, read_json, write_json
 from sentinel.errors import LayoutError, SentinelError

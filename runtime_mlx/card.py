@@ -1,6 +1,6 @@
 """``sentinel card``: a model folder's README.md built only from files in hand.
 
-The converter's card (convert/model_card.py: size, format, heads kept per
+The converter's card (runtime_mlx/model_card.py: size, format, heads kept per
 layer) is regenerated from config.json and the safetensors headers, then
 followed by the forge numbers (baseline / unpruned control / forged rows of a
 report.json) and a "Runs On" table made from the verify*.json reports present.
@@ -51,7 +51,7 @@ def verify_reports(folder: Path) -> list[tuple[str, dict]]:
 
 def base_card(folder: Path, config: dict, base_name: str) -> str:
     """The converter's own card text for this folder, recomputed from config + headers."""
-    from convert.model_card import write_model_card
+    from runtime_mlx.model_card import write_model_card
 
     facts = planner.model_facts(folder)
     params = sum(math.prod(s) for _, s in planner.config_tensors(config, "F32").values())

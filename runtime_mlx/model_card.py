@@ -1,4 +1,7 @@
-"""The README.md of a converted folder: what the model is and which heads it kept."""
+"""The README.md of a converted MLX folder: what the model is and which heads it kept.
+
+Written by `sentinel convert --to mlx` and recomputed by `sentinel card` (card.py); it lives on
+the MLX side so convert imports runtime_mlx and never the other way round."""
 
 from __future__ import annotations
 
