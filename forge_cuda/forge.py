@@ -113,16 +113,16 @@ class ForgeRun:
     """One forge run: holds both tracks, the splits, the status file and the resumable state."""
 
     def __init__(self, cfg: ForgeConfig, out: Path, resume: bool = False, force: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, source: Path | None = None):
+        """``source``: the resolved local folder of ``cfg.model`` (the CLI resolves names); default cfg.model."""
         from forge_cuda.families import supported_model_types
         from sentinel.atomic import check_creatable, check_output_dir
-        from sentinel.cli.resolve import resolve_model
         from sentinel.validate import check_model_folder
 
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.work = self.out.with_name(self.out.name + ".partial")
         # Everything that can be checked is checked before anything is created (issue: no leftovers).
-        self.source = resolve_model(cfg.model)
+        self.source = Path(source if source is not None else cfg.model)
         check_model_folder(self.source, supported_model_types())
         check_output_dir(self.out, inputs=[self.source], force=force)
         check_creatable(self.work)

@@ -85,7 +85,8 @@ def forge_cmd(model, domain, out, target_params, target_bytes, prune_level, mlp_
     from forge_cuda.train import TrainConfig
     from sentinel.cli.resolve import resolve_model
 
-    size = size_target(resolve_model(model), target_params, target_bytes, prune_level, mlp_level)
+    source = resolve_model(model)
+    size = size_target(source, target_params, target_bytes, prune_level, mlp_level)
     if trainable == "auto":
         trainable = "lora" if tier == "nf4" else "full"
     if recovery == "lora":
@@ -108,7 +109,7 @@ def forge_cmd(model, domain, out, target_params, target_bytes, prune_level, mlp_
         seq_len=seq_len, train_tokens=train_tokens, eval_tokens=eval_tokens, calib_windows=calib_windows,
         control=not no_control, tier=tier, device=device, seed=seed)
     out = out or Path("forged") / f"{Path(model).name}-{Path(domain).name}"
-    report = ForgeRun(cfg, out, resume=resume, force=force).run()
+    report = ForgeRun(cfg, out, resume=resume, force=force, source=source).run()
     if not report:  # a non-main process of a multi-GPU run: the main one reports
         return
     for row in report["rows"]:
