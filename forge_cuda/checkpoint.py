@@ -19,12 +19,13 @@ from safetensors import safe_open
 from safetensors import SafetensorError
 from torch import nn
 
-from forge_cuda import wrappers
+from forge_cuda import hf_export, modeling_sentinel, wrappers
 from forge_cuda.defrag import model_layout
 from forge_cuda.families import family_for
 from sentinel.atomic import atomic_dir
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import HeadLayout, read_layout
+from sentinel.remote_code import base_config, is_forged_config
 from sentinel.weights import weight_files
 
 
@@ -32,7 +33,7 @@ def read_config(path: Path) -> dict:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise SentinelError(f"{path} is not a model folder (no config.json)")
-    return json.loads((path / "config.json").read_text())
+    return base_config(json.loads((path / "config.json").read_text()))  # a forged folder reads as its family
 
 
 def build_empty(config, layout: HeadLayout, dtype: torch.dtype, attn_implementation: str | None = None) -> nn.Module:
@@ -46,14 +47,13 @@ def build_empty(config, layout: HeadLayout, dtype: torch.dtype, attn_implementat
     prunable, with_mlp = set(family.attention_layers(model)), set(family.mlp_layers(model))
     full = HeadLayout.full(layout.base).layers
     for i, layer in enumerate(layout.layers):
-        if i in prunable:
-            family.resize(family.attention(model, i), layer.num_heads, layer.num_kv_heads)
-        elif (layer.q_heads, layer.kv_heads) != (full[i].q_heads, full[i].kv_heads):
+        if i not in prunable and (layer.q_heads, layer.kv_heads) != (full[i].q_heads, full[i].kv_heads):
             raise LayoutError(f"layer {i} has no prunable attention heads, but the layout prunes it")
-        if layer.mlp_channels is not None:
-            if i not in with_mlp:
-                raise LayoutError(f"layer {i} has no prunable MLP, but the layout prunes its channels")
-            family.resize_mlp(family.mlp(model, i), len(layer.mlp_channels))
+        if layer.mlp_channels is not None and i not in with_mlp:
+            raise LayoutError(f"layer {i} has no prunable MLP, but the layout prunes its channels")
+    # the same resize the folder's own modelling file runs under trust_remote_code (one implementation)
+    modeling_sentinel.apply_layout(model, [(l.num_heads, l.num_kv_heads, len(l.mlp_channels)
+                                            if l.mlp_channels is not None else None) for l in layout.layers])
     return model
 
 
@@ -79,7 +79,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
     raw = wrapper.text_config(source_raw) if wrapper else source_raw
     layout = read_layout(raw)
     family_for(raw.get("model_type", "?"))
-    config = AutoConfig.for_model(**raw) if wrapper else AutoConfig.from_pretrained(path)
+    forged = is_forged_config(json.loads((path / "config.json").read_text()))  # model_type stock cannot resolve
+    config = AutoConfig.for_model(**raw) if wrapper or forged else AutoConfig.from_pretrained(path)
     model = build_empty(config, layout, dtype, attn_implementation)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     tied = set(getattr(model, "all_tied_weights_keys", {}) or {})
@@ -161,6 +162,7 @@ def save_model(model: nn.Module, out: str | Path, tokenizer=None, force: bool = 
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         wrappers.finish_save(model, tmp)  # back into the multimodal shape when its vision tower is kept
+        hf_export.install_model_file(tmp)  # modelling file + auto_map: transformers loads it with trust_remote_code
         if extra is not None:
             extra(tmp)
     return Path(out)
