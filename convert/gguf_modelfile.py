@@ -49,8 +49,8 @@ def default_system(template: str, style: str) -> str | None:
 
 
 def render_modelfile(gguf_name: str, chat_template: str | None, eos: str | None,
-                     generation: Mapping[str, Any], context: int) -> str:
-    """The Modelfile text: FROM, TEMPLATE, SYSTEM, stop tokens and parameters."""
+                     generation: Mapping[str, Any], context: int, license: str | None = None) -> str:
+    """The Modelfile text: FROM, TEMPLATE, SYSTEM, stop tokens, parameters and the LICENSE."""
     lines = [f"# Ollama Modelfile written by `sentinel convert --to gguf`: ollama create NAME -f {gguf_name[:-5]}.Modelfile",
              f"FROM ./{gguf_name}"]
     style = chat_style(chat_template)
@@ -68,9 +68,12 @@ def render_modelfile(gguf_name: str, chat_template: str | None, eos: str | None,
         stops = stops + [eos]
     lines += [f"PARAMETER stop {json.dumps(s)}" for s in stops]
     for key, name in PARAMS.items():
-        if generation.get(key) is not None:
-            lines.append(f"PARAMETER {name} {generation[key]}")
+        value = generation.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            lines.append(f"PARAMETER {name} {value}")
     lines.append(f"PARAMETER num_ctx {min(context, MAX_DEFAULT_CTX)}")
+    if license:
+        lines.append(f'LICENSE """{license}"""')
     return "\n".join(lines) + "\n"
 
 

@@ -4,43 +4,37 @@ Every check (family, RoPE kind, tensor shapes against the layout, tokenizer,
 output path) runs before the first byte is written. The header and tensor
 table are written from the plan (``gguf.GGUFWriter``'s staged API), then each
 tensor is read, rewritten, cast or quantized and appended one at a time, so
-memory holds one tensor, not the model. The file is written under a temporary
-name beside the target and renamed into place only when complete; an Ollama
-Modelfile is written next to it (same stem, ``.Modelfile``).
+memory holds one tensor, not the model. The GGUF and its Ollama Modelfile (same
+stem, ``.Modelfile``) are written under temporary names and published together
+(convert.gguf_output); ``general.*`` comes from convert.gguf_meta.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from convert.gguf_arch import ArchPlan, TensorPlan, plan_arch
+from convert.gguf_meta import license_text, load_metadata
 from convert.gguf_modelfile import read_generation_config, render_modelfile
+from convert.gguf_output import check_output, gguf_outputs, modelfile_path  # noqa: F401 - modelfile_path: API
 from convert.gguf_source import open_source
 from convert.gguf_vocab import add_tokenizer, pre_tokenizer_name, read_tokenizer
-from sentinel.atomic import read_json
 from sentinel.errors import SentinelError
 from sentinel.layout import is_pruned, read_layout
 from sentinel.paths import cache_root
+from sentinel.validate import check_model_folder, check_tokenizer_files
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 Q8_BLOCK = 32
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 def default_output(src: Path, outtype: str) -> Path:
     """``$SENTINEL_HOME/gguf/<name>-<outtype>.gguf``."""
     return cache_root() / "gguf" / f"{Path(src).name}-{outtype}.gguf"
-
-
-def modelfile_path(out: Path) -> Path:
-    return out.with_name(out.name[: -len(".gguf")] + ".Modelfile")
 
 
 def convert_to_gguf(src, out=None, outtype: str = "f16", force: bool = False, progress: bool = False) -> Path:
@@ -50,21 +44,23 @@ def convert_to_gguf(src, out=None, outtype: str = "f16", force: bool = False, pr
     src = Path(src)
     if outtype not in OUTTYPES:
         raise SentinelError(f"unsupported --outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
-    config = _read_config(src)
+    folder = check_model_folder(src)  # config values, layout, safetensors headers
+    config = folder.config
     layout = read_layout(config)
+    check_tokenizer_files(src)
     tensors = open_source(src)
     plan = plan_arch(config, layout, {name: t.shape for name, t in tensors.items()})
+    _check_dtypes(plan, tensors)
     tok = read_tokenizer(src)
     pre_tokenizer_name(tok)  # refuse an unknown pre-tokenizer before writing
-    out = _check_output(src, Path(out) if out is not None else default_output(src, outtype), force)
+    meta = load_metadata(src, sum(int(np.prod(t.shape)) for t in plan.tensors), is_pruned(layout))
+    out = check_output(src, Path(out) if out is not None else default_output(src, outtype), force)
     kinds = {t.name: ggml_type(t, outtype) for t in plan.tensors}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-    os.close(fd)
-    try:
-        writer = gguf.GGUFWriter(tmp, plan.arch)
-        _add_metadata(writer, plan, config, layout, outtype, src.name)
+    with gguf_outputs(out) as tmp:
+        writer = gguf.GGUFWriter(tmp.gguf, plan.arch)
+        meta.set_gguf_meta_model(writer)
+        _add_metadata(writer, plan, config, layout, outtype)
         vocab = add_tokenizer(writer, src, tok, plan.vocab)
         for t in plan.tensors:
             _add_info(writer, t, kinds[t.name])
@@ -73,16 +69,19 @@ def convert_to_gguf(src, out=None, outtype: str = "f16", force: bool = False, pr
         writer.write_ti_data_to_file()
         _write_tensors(writer, plan, tensors, kinds, progress)
         writer.close()
-        _publish(tmp, out)
-        _write_text(modelfile_path(out), render_modelfile(out.name, vocab["chat_template"], vocab["eos"],
-                                                          read_generation_config(src), plan.context))
-    except OSError as e:
-        reason = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "cannot write"
-        raise SentinelError(f"{reason} while writing {out} ({e.strerror or e})") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.modelfile.write_text(render_modelfile(out.name, vocab["chat_template"], vocab["eos"],
+                                                  read_generation_config(src), plan.context,
+                                                  license_text(src, meta)))
     return out
+
+
+def _check_dtypes(plan: ArchPlan, tensors) -> None:
+    """Integer tensors are quantized weights whose scales are not part of this format: refuse them."""
+    for t in plan.tensors:
+        dtype = tensors[t.source].dtype
+        if dtype not in FLOAT_DTYPES:
+            raise SentinelError(f"tensor {t.source} is stored as {dtype} (quantized weights without their "
+                                "scales?); the GGUF converter needs float weights (F32, F16, BF16)")
 
 
 def ggml_type(t: TensorPlan, outtype: str):
@@ -96,37 +95,12 @@ def ggml_type(t: TensorPlan, outtype: str):
     return {"f16": Q.F16, "bf16": Q.BF16}[outtype]
 
 
-def _read_config(src: Path) -> dict[str, Any]:
-    if not src.exists():
-        raise SentinelError(f"input {src} does not exist")
-    if not src.is_dir() or not (src / "config.json").is_file():
-        raise SentinelError(f"{src} is not a model folder (no config.json)")
-    config = read_json(src / "config.json")
-    if not isinstance(config, dict):
-        raise SentinelError(f"{src / 'config.json'} does not hold a JSON object")
-    return config
-
-
-def _check_output(src: Path, out: Path, force: bool) -> Path:
-    if out.suffix != ".gguf":
-        raise SentinelError(f"--out must name a .gguf file, got {out}")
-    if out.is_dir():
-        raise SentinelError(f"output {out} is a folder; give a file name ending in .gguf")
-    if src.resolve() in out.resolve().parents:
-        raise SentinelError(f"output {out} would be written inside the input checkpoint; choose another --out")
-    for path in (out, modelfile_path(out)):
-        if path.exists() and not force:
-            raise SentinelError(f"output {path} already exists (use --force to replace it)")
-    return out
-
-
-def _add_metadata(writer, plan: ArchPlan, config, layout, outtype: str, name: str) -> None:
+def _add_metadata(writer, plan: ArchPlan, config, layout, outtype: str) -> None:
     import gguf
 
     ftype = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
              "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype]
     per_layer = plan.per_layer
-    writer.add_name(name)
     writer.add_context_length(plan.context)
     writer.add_embedding_length(plan.hidden)
     writer.add_block_count(len(plan.ff))
@@ -171,28 +145,3 @@ def _write_tensors(writer, plan: ArchPlan, tensors, kinds, progress: bool) -> No
         data = np.ascontiguousarray(gguf.quants.quantize(data, kinds[t.name]))
         writer.write_tensor_data(data)
         del data
-
-
-def _publish(tmp: str, out: Path) -> None:
-    """fsync, give the file the permissions of a normal new file, rename into place."""
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, out)
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

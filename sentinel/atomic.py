@@ -45,14 +45,39 @@ def check_output_dir(target: str | os.PathLike, inputs: Iterable[str | os.PathLi
 
 
 def check_creatable(folder: str | os.PathLike) -> Path:
-    """Refuse a folder that cannot be created because it, or a folder above it, is a regular file."""
+    """Refuse a folder that cannot be created because it, or a folder above it, is a regular file,
+    or because the folder its temp would be made in is read-only (checked before any work starts)."""
     folder = Path(folder).expanduser()
     for path in (folder.resolve(), *folder.resolve().parents):
         if path.exists():
             if not path.is_dir():
                 raise SentinelError(f"cannot create {folder}: {path} is a file, not a folder")
             break
+    check_writable(folder)
     return folder
+
+
+def _read_only(folder: Path) -> bool:
+    """True when nothing can be created in ``folder`` (read-only mount, or no write permission)."""
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        pass
+    return not os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_writable(target: str | os.PathLike) -> Path:
+    """The nearest existing folder above ``target`` (where its temp is created) must accept new files."""
+    target = Path(target).expanduser()
+    for path in target.resolve().parents:
+        if path.exists():
+            if not path.is_dir():
+                raise SentinelError(f"cannot create {target}: {path} is a file, not a folder")
+            if _read_only(path):
+                raise SentinelError(f"read-only folder {path} (cannot create {target} there)")
+            break
+    return target
 
 
 def _pid_alive(pid: int) -> bool:

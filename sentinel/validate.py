@@ -24,6 +24,10 @@ REQUIRED_INTS = (("num_hidden_layers", "n_layer"), ("num_attention_heads", "n_he
 OPTIONAL_INTS = ("num_key_value_heads", "head_dim", "intermediate_size", "n_inner", "max_position_embeddings",
                  "n_positions")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+MAX_INT = 2**31 - 1  # no real geometry is larger; GGUF stores these as uint32
+POSITIVE_FLOATS = ("rope_theta", "rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "partial_rotary_factor")
+BOOLS = ("attention_bias", "mlp_bias", "tie_word_embeddings", "use_sliding_window")
+OBJECTS = ("rope_scaling", "rope_parameters")
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,34 @@ def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INT
+
+
+def _positive_float(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+
+
+def check_config_values(cfg: Mapping[str, Any], where: str) -> None:
+    """Numbers are numbers, flags are booleans, RoPE blocks are objects (a string here crashed converters)."""
+    for key in POSITIVE_FLOATS:
+        if cfg.get(key) is not None and not _positive_float(cfg[key]):
+            raise SentinelError(f"{where}: config.json {key!r} must be a positive number, got {cfg[key]!r}")
+    for key in BOOLS:
+        if cfg.get(key) is not None and not isinstance(cfg[key], bool):
+            raise SentinelError(f"{where}: config.json {key!r} must be true or false, got {cfg[key]!r}")
+    for key in OBJECTS:
+        block = cfg.get(key)
+        if block is None:
+            continue
+        if not isinstance(block, Mapping):
+            raise SentinelError(f"{where}: config.json {key!r} must be an object or null, got {block!r}")
+        kind = block.get("rope_type", block.get("type"))
+        if kind is not None and not isinstance(kind, str):
+            raise SentinelError(f"{where}: config.json {key}.rope_type must be a string, got {kind!r}")
+        for inner in ("rope_theta", "factor"):
+            if block.get(inner) is not None and not _positive_float(block[inner]):
+                raise SentinelError(f"{where}: config.json {key}.{inner} must be a positive number, "
+                                    f"got {block[inner]!r}")
 
 
 def check_config(config: Mapping[str, Any], where: str, families: Optional[Collection[str]] = None) -> None:
@@ -78,10 +109,13 @@ def check_config(config: Mapping[str, Any], where: str, families: Optional[Colle
         if name not in cfg:
             raise SentinelError(f"{where}: config.json lacks {key!r}")
         if not _positive_int(cfg[name]):
-            raise SentinelError(f"{where}: config.json {name!r} must be a positive integer, got {cfg[name]!r}")
+            raise SentinelError(f"{where}: config.json {name!r} must be a positive integer (at most {MAX_INT:,}), "
+                                f"got {cfg[name]!r}")
     for key in OPTIONAL_INTS:
         if cfg.get(key) is not None and not _positive_int(cfg[key]):
-            raise SentinelError(f"{where}: config.json {key!r} must be a positive integer, got {cfg[key]!r}")
+            raise SentinelError(f"{where}: config.json {key!r} must be a positive integer (at most {MAX_INT:,}), "
+                                f"got {cfg[key]!r}")
+    check_config_values(cfg, where)
     heads = cfg.get("num_attention_heads", cfg.get("n_head"))
     kv = cfg.get("num_key_value_heads") or heads
     if heads % kv:
@@ -134,3 +168,62 @@ def check_model_folder(model: str | Path, families: Optional[Collection[str]] = 
     config = read_config(folder)
     check_config(config, str(folder), families)
     return ModelFolder(folder, config, check_weights(folder, weights_required))
+
+
+TOKENIZER_SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                        "generation_config.json", "chat_template.json")
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_bytes())
+    except PermissionError:
+        raise SentinelError(f"cannot read {path} (permission denied)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SentinelError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise SentinelError(f"{path} must hold a JSON object, not a {type(data).__name__}")
+    return data
+
+
+def check_tokenizer_files(folder: Path) -> Optional[dict]:
+    """tokenizer.json (when present) has the shape every reader assumes; the side files are JSON objects.
+
+    Returns tokenizer.json's content (None when the folder has none). Checked: ``model`` an
+    object, ``model.vocab`` an object of token -> non-negative integer id (a list for Unigram), ``model.merges`` a
+    list, ``added_tokens`` a list of objects with an integer ``id`` and a string ``content``.
+    """
+    folder = Path(folder)
+    for name in TOKENIZER_SIDE_FILES:
+        if (folder / name).is_file():
+            _json_object(folder / name)
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        return None
+    tok = _json_object(path)
+    added = tok.get("added_tokens") or []
+    if not isinstance(added, list):
+        raise SentinelError(f"{path}: added_tokens must be a list, got a {type(added).__name__}")
+    for n, entry in enumerate(added):
+        ok = isinstance(entry, Mapping) and isinstance(entry.get("content"), str)
+        token_id = entry.get("id") if isinstance(entry, Mapping) else None
+        if not ok or not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
+            raise SentinelError(f"{path}: added_tokens[{n}] needs an integer 'id' and a string 'content', "
+                                f"got {json.dumps(entry)[:80]}")
+    model = tok.get("model")
+    if not isinstance(model, Mapping):
+        raise SentinelError(f"{path}: 'model' must be an object, got {model!r:.60}")
+    vocab = model.get("vocab")
+    if model.get("type") == "Unigram":  # SentencePiece-style: a list of [piece, score]
+        if not isinstance(vocab, list):
+            raise SentinelError(f"{path}: a Unigram model.vocab must be a list of [token, score]")
+        return tok
+    if not isinstance(vocab, Mapping):
+        got = "nothing" if vocab is None else f"a {type(vocab).__name__}"
+        raise SentinelError(f"{path}: model.vocab must be an object of token -> id, got {got}")
+    bad = next((t for t, i in vocab.items() if not isinstance(i, int) or isinstance(i, bool) or i < 0), None)
+    if bad is not None:
+        raise SentinelError(f"{path}: model.vocab id of {bad!r} must be a non-negative integer, got {vocab[bad]!r}")
+    if model.get("merges") is not None and not isinstance(model["merges"], list):
+        raise SentinelError(f"{path}: model.merges must be a list")
+    return tok

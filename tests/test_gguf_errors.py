@@ -118,6 +118,6 @@ def test_failure_mid_write_leaves_nothing(tmp_path, checkpoint, monkeypatch):
 
     monkeypatch.setattr(gguf.quants, "quantize", fail_on_third)
     out = tmp_path / "m.gguf"
-    assert_one_line_error(cli("convert", str(checkpoint), "--to", "gguf", "--out", str(out)), "disk full")
+    assert_one_line_error(cli("convert", str(checkpoint), "--to", "gguf", "--out", str(out)), "no space left on device")
     assert_clean(out)
     assert not (tmp_path / "m.Modelfile").exists()

@@ -1,0 +1,294 @@
+"""`convert --to gguf` with bad config values, tokenizer files and output paths: one `error:` line, nothing new
+on disk, every pre-existing file byte-identical; a good run publishes GGUF + Modelfile together."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bad_input import assert_error, assert_unchanged, cli, plain_checkpoint, read_only_copy, snapshot, tmpfs
+
+pytest.importorskip("gguf")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return plain_checkpoint(tmp_path_factory.mktemp("gguf-src") / "tiny")
+
+
+@pytest.fixture()
+def ckpt(tmp_path, base):
+    folder = tmp_path / "src" / "tiny"
+    shutil.copytree(base, folder)
+    return folder
+
+
+def edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+def convert(ckpt: Path, out, *extra: str, env=None):
+    args = ["convert", str(ckpt), "--to", "gguf"] + (["--out", str(out)] if out is not None else []) + list(extra)
+    return cli(*args, env=env)
+
+
+CONFIG_CASES = {
+    "rope_scaling string": ({"rope_scaling": "linear"}, "rope_scaling"),
+    "rope_parameters list": ({"rope_parameters": [1, 2]}, "rope_parameters"),
+    "rope_theta string": ({"rope_theta": "fast"}, "rope_theta"),
+    "rope_theta numeric string": ({"rope_theta": "10000"}, "rope_theta"),
+    "rope_theta negative": ({"rope_theta": -1.0}, "rope_theta"),
+    "rms_norm_eps string": ({"rms_norm_eps": "tiny"}, "rms_norm_eps"),
+    "rms_norm_eps nan": ({"rms_norm_eps": float("nan")}, "rms_norm_eps"),
+    "max_position_embeddings string": ({"max_position_embeddings": "2048"}, "max_position_embeddings"),
+    "max_position_embeddings 2**40": ({"max_position_embeddings": 2**40}, "max_position_embeddings"),
+    "heads nine": ({"num_attention_heads": "nine"}, "num_attention_heads"),
+    "heads zero": ({"num_attention_heads": 0}, "num_attention_heads"),
+    "kv heads zero": ({"num_key_value_heads": 0}, "num_key_value_heads"),
+    "vocab_size null": ({"vocab_size": None}, "vocab_size"),
+    "hidden_size float": ({"hidden_size": 128.0}, "hidden_size"),
+    "attention_bias string": ({"attention_bias": "yes"}, "attention_bias"),
+    "tie_word_embeddings string": ({"tie_word_embeddings": "no"}, "tie_word_embeddings"),
+    "rope_parameters theta string": ({"rope_parameters": {"rope_type": "default", "rope_theta": "x"}},
+                                     "rope_theta"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_CASES))
+def test_config_values(tmp_path, ckpt, case):
+    changes, fragment = CONFIG_CASES[case]
+    edit_json(ckpt / "config.json", **changes)
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, tmp_path / "out" / "m.gguf"), fragment, "config.json")
+    assert_unchanged(before, tmp_path)
+
+
+def _tok_list(folder):
+    (folder / "tokenizer.json").write_text("[1, 2]")
+
+
+def _tok_no_vocab(folder):
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    del tok["model"]["vocab"]
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def _tok_vocab_list(folder):
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["model"]["vocab"] = list(tok["model"]["vocab"])
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def _tok_vocab_id_string(folder):
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    first = next(iter(tok["model"]["vocab"]))
+    tok["model"]["vocab"][first] = "zero"
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def _tok_added_no_id(folder):
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    del tok["added_tokens"][0]["id"]
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def _tok_added_not_list(folder):
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["added_tokens"] = {"a": 1}
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def _tok_model_string(folder):
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    tok["model"] = "BPE"
+    (folder / "tokenizer.json").write_text(json.dumps(tok))
+
+
+def _tok_config_broken(folder):
+    (folder / "tokenizer_config.json").write_text("{not json")
+
+
+def _tok_config_list(folder):
+    (folder / "tokenizer_config.json").write_text("[]")
+
+
+def _special_map_broken(folder):
+    (folder / "special_tokens_map.json").write_text("{")
+
+
+def _generation_config_broken(folder):
+    (folder / "generation_config.json").write_text("nope")
+
+
+def _tok_not_utf8(folder):
+    (folder / "tokenizer.json").write_bytes(b"\xff\xfe{}")
+
+
+TOKENIZER_CASES = {
+    "tokenizer.json a list": (_tok_list, "tokenizer.json"),
+    "no model.vocab": (_tok_no_vocab, "vocab"),
+    "vocab a list": (_tok_vocab_list, "vocab"),
+    "vocab id a string": (_tok_vocab_id_string, "vocab"),
+    "added token without id": (_tok_added_no_id, "added_tokens"),
+    "added_tokens not a list": (_tok_added_not_list, "added_tokens"),
+    "model a string": (_tok_model_string, "model"),
+    "tokenizer_config.json not JSON": (_tok_config_broken, "tokenizer_config.json"),
+    "tokenizer_config.json a list": (_tok_config_list, "tokenizer_config.json"),
+    "special_tokens_map.json not JSON": (_special_map_broken, "special_tokens_map.json"),
+    "generation_config.json not JSON": (_generation_config_broken, "generation_config.json"),
+    "tokenizer.json not UTF-8": (_tok_not_utf8, "tokenizer.json"),
+}
+
+
+@pytest.mark.parametrize("case", list(TOKENIZER_CASES))
+def test_tokenizer_files(tmp_path, ckpt, case):
+    damage, fragment = TOKENIZER_CASES[case]
+    damage(ckpt)
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, tmp_path / "out" / "m.gguf"), fragment)
+    assert_unchanged(before, tmp_path)
+
+
+def test_int8_weights_without_scales(tmp_path, ckpt):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(ckpt / "model.safetensors")
+    name = "model.layers.0.mlp.up_proj.weight"
+    tensors[name] = (tensors[name] * 100).clip(-127, 127).astype("int8")
+    save_file(tensors, ckpt / "model.safetensors", metadata={"format": "pt"})
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, tmp_path / "m.gguf"), name, "I8")
+    assert_unchanged(before, tmp_path)
+
+
+def test_out_under_a_regular_file(tmp_path, ckpt):
+    (tmp_path / "file").write_text("x")
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, tmp_path / "file" / "m.gguf"), "is a file")
+    assert_error(convert(ckpt, tmp_path / "file" / "sub" / "m.gguf"), "is a file")
+    assert_unchanged(before, tmp_path)
+
+
+def test_default_output_when_home_is_a_file(tmp_path, ckpt):
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, None, env={"SENTINEL_HOME": str(home)}), "is a file", str(home))
+    assert_unchanged(before, tmp_path)
+
+
+def test_modelfile_path_is_a_folder(tmp_path, ckpt):
+    (tmp_path / "m.Modelfile").mkdir()
+    (tmp_path / "m.Modelfile" / "keep").write_text("mine")
+    before = snapshot(tmp_path)
+    for extra in ((), ("--force",)):
+        assert_error(convert(ckpt, tmp_path / "m.gguf", *extra), "m.Modelfile")
+        assert_unchanged(before, tmp_path)
+
+
+def test_failure_leaves_no_parent_it_created(tmp_path, ckpt):
+    (ckpt / "tokenizer.json").write_text("[]")
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, tmp_path / "new" / "deeper" / "m.gguf"), "tokenizer.json")
+    assert_unchanged(before, tmp_path)
+
+
+def _fail_at_third_tensor(monkeypatch, err: int = errno.ENOSPC):
+    import gguf
+
+    real, calls = gguf.quants.quantize, []
+
+    def failing(data, qtype):
+        calls.append(qtype)
+        if len(calls) >= 3:
+            raise OSError(err, os.strerror(err))
+        return real(data, qtype)
+
+    monkeypatch.setattr(gguf.quants, "quantize", failing)
+
+
+def test_mid_write_failure_removes_created_parents_and_keeps_old_output(tmp_path, ckpt, monkeypatch):
+    assert convert(ckpt, tmp_path / "old" / "m.gguf").exit_code == 0
+    before = snapshot(tmp_path)
+    _fail_at_third_tensor(monkeypatch)
+    line = assert_error(convert(ckpt, tmp_path / "new" / "m.gguf"), "no space left on device")
+    assert str(tmp_path / "new" / "m.gguf") in line
+    assert_error(convert(ckpt, tmp_path / "old" / "m.gguf", "--force"), "no space left on device")
+    assert_unchanged(before, tmp_path)
+
+
+def test_disk_full_on_a_real_tmpfs(tmp_path, ckpt):
+    with tmpfs(tmp_path / "small", size="64k") as small:
+        (small / "keep").write_text("mine")
+        before = snapshot(small)
+        line = assert_error(convert(ckpt, small / "m.gguf"), "no space left on device")
+        assert str(small / "m.gguf") in line
+        assert_unchanged(before, small)
+
+
+def test_read_only_folder_in_process(tmp_path, ckpt, monkeypatch):
+    import sentinel.atomic as atomic
+
+    target = tmp_path / "ro"
+    target.mkdir()
+    monkeypatch.setattr(atomic, "_read_only", lambda folder: Path(folder) == target)
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, target / "m.gguf"), "read-only folder", str(target))
+    assert_error(convert(ckpt, target / "sub" / "m.gguf"), "read-only folder", str(target))
+    assert_unchanged(before, tmp_path)
+
+
+def test_read_only_folder_mounted(tmp_path, ckpt):
+    target = tmp_path / "ro"
+    target.mkdir()
+    (target / "keep").write_text("mine")
+    before = snapshot(tmp_path)
+    with read_only_copy(target):
+        assert_error(convert(ckpt, target / "m.gguf"), "read-only folder", str(target))
+        assert_error(convert(ckpt, None, env={"SENTINEL_HOME": str(target)}), "read-only folder")
+    assert_unchanged(before, tmp_path)
+
+
+SLOW_GGUF = textwrap.dedent("""
+    import sys, time
+    import gguf
+    real = gguf.quants.quantize
+    def slow(data, qtype):
+        time.sleep(60)
+        return real(data, qtype)
+    gguf.quants.quantize = slow
+    from sentinel.cli import main
+    main(sys.argv[1:], prog_name="sentinel")
+""")
+
+
+def test_sigkilled_temp_is_cleaned_by_next_run(tmp_path, ckpt):
+    out = tmp_path / "m.gguf"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_GGUF, "convert", str(ckpt), "--to", "gguf",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".m.gguf.tmp-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".m.gguf.tmp-*")), proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert convert(ckpt, out).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.Modelfile", "m.gguf", "src"]
+
+
+def test_good_run_publishes_gguf_and_modelfile_together(tmp_path, ckpt):
+    result = convert(ckpt, tmp_path / "a" / "m.gguf")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.Modelfile", "m.gguf"]
