@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from sentinel.errors import LayoutError
-from sentinel.ranges import read_index_list, to_ranges
+from sentinel.ranges import encode_index_list, read_index_list, to_ranges
 
 FORMAT_VERSION = 3
 # v2 adds pruned MLP channels, v3 a trimmed vocabulary and [start, stop) ranges; older blocks stay valid
@@ -171,7 +171,7 @@ class HeadLayout:
         }
         if self.vocab_ids is not None:
             d["base_vocab_size"] = self.base_vocab_size
-            d["vocab_ids"] = to_ranges(self.vocab_ids)
+            d["vocab_ids"] = encode_index_list(self.vocab_ids, self.base_vocab_size)
         d["layers"] = [layer.to_dict() for layer in self.layers]
         return d
 

@@ -104,3 +104,26 @@ def test_old_blocks_with_int_lists_still_read(version):
         block["layers"][1]["mlp_channels"] = [1, 5, 9]
     back = read_layout(dict(CONFIG, **{LAYOUT_KEY: block}))
     assert back.layers[1] == layer and back.vocab_ids is None
+
+
+def test_scattered_vocab_is_written_as_a_bitmap():
+    scattered = tuple(range(0, 2000, 3))
+    cfg = trimmed_config(vocab=scattered, base_vocab=2000)
+    stored = cfg[LAYOUT_KEY]["vocab_ids"]
+    assert set(stored) == {"bitmap", "size"} and stored["size"] == 2000
+    assert len(json.dumps(stored)) < 400  # 2000 bits = 250 bytes of base64-encoded bitmap
+    assert read_layout(json.loads(json.dumps(cfg))).vocab_ids == scattered
+
+
+@pytest.mark.parametrize("bitmap, message", [
+    ({"bitmap": "!!", "size": 200}, "not valid base64"),
+    ({"bitmap": "AAAA", "size": 200}, "holds 3 bytes, size 200 needs 25"),
+    ({"bitmap": "/w==", "size": 4}, "sets bits at or beyond size 4"),
+    ({"bits": "AA==", "size": 8}, "a bitmap is"),
+])
+def test_broken_bitmaps_are_rejected(bitmap, message):
+    cfg = trimmed_config()
+    cfg[LAYOUT_KEY]["vocab_ids"] = bitmap
+    with pytest.raises(LayoutError, match="vocab_ids") as err:
+        read_layout(cfg)
+    assert message in str(err.value)
