@@ -11,7 +11,6 @@ first and then streams each tensor's bytes as it is produced.
 
 from __future__ import annotations
 
-import errno
 import json
 import struct
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import BinaryIO
 import mlx.core as mx
 import numpy as np
 
-from sentinel.errors import SentinelError
+from sentinel.errors import SentinelError, os_error
 from sentinel.weights import weight_files  # noqa: F401  (re-exported for convert's callers)
 
 # safetensors dtype codes of the MLX dtypes a conversion can produce.
@@ -125,9 +124,7 @@ class ShardWriter:
             self._file.write(data)
         except OSError as e:
             self._file.close()
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise SentinelError(f"disk full while writing {self.label} ({e.strerror})") from None
-            raise SentinelError(f"cannot write {self.label} ({e.strerror or e})") from None
+            raise os_error(e, self.label) from None
 
 
 def _first_line(e: BaseException) -> str:

@@ -11,7 +11,6 @@ complete (sentinel.atomic.atomic_dir).
 from __future__ import annotations
 
 import copy
-import errno
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,11 @@ from convert.families import family_for
 from runtime_mlx.model_card import write_model_card
 from convert.tensors import ShardWriter, TensorSpec, materialize, open_tensors, plan_shards, shard_names
 from sentinel.atomic import atomic_dir, read_json, write_json
-from sentinel.errors import LayoutError, SentinelError
+from sentinel.errors import LayoutError, SentinelError, os_error
 from sentinel.layout import is_pruned, read_layout
 from sentinel.paths import mlx_dir
+from sentinel.remote_code import base_config
+from sentinel.validate import check_config, check_tokenizer_files
 
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
 BITS = (4, 8)
@@ -58,6 +59,8 @@ def convert_to_mlx(src, out=None, dtype: str = "float16", quantize: int | None =
     _check_options(dtype, quantize, group_size)
     config = _read_source_config(src)
     family = family_for(str(config.get("model_type")))
+    check_config(config, str(src))  # head counts, sizes, RoPE blocks: types and ranges
+    check_tokenizer_files(src)
     layout = read_layout(config)
     tensors = open_tensors(src)
     plan = _plan(family, config, layout, tensors, DTYPES[dtype], quantize, group_size)
@@ -79,8 +82,7 @@ def convert_to_mlx(src, out=None, dtype: str = "float16", quantize: int | None =
                              unquantized=plan.unquantized)
             _open_for_stock_tools(tmp, mlx_config, layout)
     except OSError as e:  # config, side files, rename: the shards report their own file
-        reason = "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "cannot write"
-        raise SentinelError(f"{reason} while writing {out} ({e.strerror or e})") from None
+        raise os_error(e, out) from None
     return out
 
 
@@ -107,7 +109,7 @@ def _read_source_config(src: Path) -> dict[str, Any]:
         raise SentinelError(f"cannot read {src / 'config.json'} (permission denied)") from None
     if not isinstance(config, dict):
         raise SentinelError(f"{src / 'config.json'} does not hold a JSON object")
-    return config
+    return base_config(config)  # a forged folder's sentinel_<family> reads as its family
 
 
 def _plan(family, config, layout, tensors: dict[str, mx.array], dtype, quantize, group_size) -> Plan:
