@@ -4,6 +4,6 @@
 converted (forged or plain) MLX folder with our classes through mlx-lm's loader.
 """
 
-from runtime_mlx.loader import load, load_model, resolve_mlx_folder
+from runtime_mlx.loader import check_mlx_folder, load, load_model
 
-__all__ = ["load", "load_model", "resolve_mlx_folder"]
+__all__ = ["check_mlx_folder", "load", "load_model"]

@@ -138,9 +138,9 @@ def card_text(folder: Path, report_path: Optional[Path]) -> str:
 
 def write_card(model: str | Path, report: Optional[str | Path] = None) -> Path:
     """Regenerate MODEL's README.md (atomically); return its path."""
-    from runtime_mlx.loader import resolve_mlx_folder
+    from runtime_mlx.loader import check_mlx_folder
 
-    folder = resolve_mlx_folder(model)
+    folder = check_mlx_folder(model)
     text = card_text(folder, find_report(folder, report))
     path = folder / "README.md"
     try:

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from sentinel.errors import SentinelError
 from runtime_mlx.models import FAMILIES
-from sentinel.cli.resolve import EMBEDDED
-from sentinel.paths import mlx_dir
 from sentinel.validate import check_model_folder, model_context as config_context, read_config
 
 
@@ -21,21 +19,14 @@ def convert_hint(name: str) -> str:
     return f"sentinel convert {name} --to mlx"
 
 
-def resolve_mlx_folder(model: str | Path) -> Path:
-    """A MODEL argument -> a converted MLX folder, or one line saying what to run first.
+def check_mlx_folder(model: str | Path) -> Path:
+    """A local folder -> itself once checked as a converted MLX folder, or one line saying what to run first.
 
-    Embedded names (e.g. smollm2-135m) resolve to their converted folder in
-    ``$SENTINEL_HOME/mlx`` when it exists.
+    Names (e.g. smollm2-135m) are resolved above, by the CLI (sentinel.cli.resolve.resolve_mlx).
     """
     name = str(model)
     path = Path(name).expanduser()
     if not path.exists():
-        if name in EMBEDDED:
-            found = sorted(mlx_dir().glob(f"{name}-*")) if mlx_dir().exists() else []
-            found = [p for p in found if (p / "config.json").is_file()]
-            if found:
-                return found[0]
-            raise SentinelError(f"{name} is not converted to MLX yet: run `{convert_hint(name)}`")
         raise SentinelError(f"model folder {path} not found")
     if not (path / "config.json").is_file():
         raise SentinelError(f"{path} is not a model folder (no config.json)")
@@ -91,7 +82,7 @@ def load_model(path: str | Path, lazy: bool = True, strict: bool = True, keep_dt
 
     from runtime_mlx.models import get_model_classes
 
-    folder = resolve_mlx_folder(path)
+    folder = check_mlx_folder(path)
     try:
         # model_file=None: a folder prepared for stock tools still loads with our classes here.
         model, _ = mlx_load_model(folder, lazy=lazy, strict=strict, model_config={"model_file": None},
@@ -118,6 +109,6 @@ def load_tokenizer(folder: Path, tokenizer_config: dict | None = None):
 
 def load(path: str | Path, lazy: bool = True, keep_dtype: bool = False):
     """(model, tokenizer) like ``mlx_lm.load``; the tokenizer is mlx-lm's TokenizerWrapper."""
-    folder = resolve_mlx_folder(path)
+    folder = check_mlx_folder(path)
     model = load_model(folder, lazy=lazy, keep_dtype=keep_dtype)
     return model, load_tokenizer(folder)

