@@ -37,12 +37,6 @@ class AttentionShape:
         return self.num_heads // self.num_kv_heads
 
 
-def text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Multimodal wrappers (e.g. qwen3_5) nest the decoder under ``text_config``."""
-    inner = config.get("text_config")
-    return inner if isinstance(inner, Mapping) else config
-
-
 def attention_shape(config: Mapping[str, Any]) -> AttentionShape:
     """Read the base attention geometry, whatever the family calls its keys."""
     cfg = text_config(config)
