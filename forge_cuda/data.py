@@ -3,6 +3,12 @@
 Splitting by document (never by slicing one token stream) keeps the eval text
 unseen by training and by importance scoring. Packed windows contain no
 padding, so every target token counts in loss and perplexity.
+
+The eval split is fixed as *text* (``Splits.eval_documents``: a prefix of the eval
+documents in their stable order, the last one cut where the token budget ran out
+with the tokenizer that chose it). A model with another tokenizer (a trimmed
+vocabulary) tokenizes those same texts itself (``eval_windows``), so bits per byte
+compare the two on the same documents.
 """
 
 from __future__ import annotations
@@ -189,6 +195,68 @@ class Splits:
     calibration: torch.Tensor
     eval: torch.Tensor
     stats: dict = field(default_factory=dict)
+    eval_documents: list[Document] = field(default_factory=list)  # the exact eval texts (see eval_windows)
+
+
+def _token_count(tokenizer, text: str) -> int:
+    return len(tokenizer([text], add_special_tokens=False)["input_ids"][0])
+
+
+def _cut(doc: Document, tokenizer, need: int) -> Document:
+    """The shortest prefix of ``doc`` that has at least ``need`` tokens (binary search on characters)."""
+    lo, hi = 1, len(doc.text)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _token_count(tokenizer, doc.text[:mid]) >= need:
+            hi = mid
+        else:
+            lo = mid + 1
+    return Document(doc.doc_id, doc.text[:lo])
+
+
+def select_eval_documents(docs: list[Document], tokenizer, max_tokens: int | None) -> list[Document]:
+    """The prefix of ``docs`` whose tokens (+ one EOS each) fill ``max_tokens``; the last one cut to fit.
+
+    The result is text, so every tokenizer can be scored on exactly these documents.
+    """
+    if max_tokens is None:
+        return list(docs)
+    out, used = [], 0
+    for doc in docs:
+        need = max_tokens - used - 1  # one EOS after every document
+        if need <= 0:
+            break
+        n = _token_count(tokenizer, doc.text)
+        if n > need:
+            out.append(_cut(doc, tokenizer, need))
+            break
+        out.append(doc)
+        used += n + 1
+    return out
+
+
+def eval_windows(documents: list[Document], tokenizer, seq_len: int) -> tuple[torch.Tensor, dict]:
+    """[n, seq_len] windows of these exact documents under ``tokenizer`` (all of them; the tail is dropped)."""
+    windows, stats = pack(documents, tokenizer, seq_len, None)
+    stats["text_bytes"] = sum(len(d.text.encode("utf-8")) for d in documents)
+    return windows, stats
+
+
+@dataclass
+class EvalSet:
+    """Held-out documents of one domain and their windows under one tokenizer (the out-of-domain row)."""
+
+    source: str
+    documents: list[Document]
+    windows: torch.Tensor
+    stats: dict
+
+
+def eval_set(source: str, tokenizer, seq_len: int, max_tokens: int | None) -> EvalSet:
+    """The eval split of ``source`` only, selected and packed exactly as build_splits does."""
+    docs = select_eval_documents(split_documents(documents(source))["eval"], tokenizer, max_tokens)
+    windows, stats = eval_windows(docs, tokenizer, seq_len)
+    return EvalSet(source, docs, windows, stats)
 
 
 def build_splits(source: str, tokenizer, seq_len: int = 256, seed: int = 0, max_docs: int | None = None,
@@ -207,8 +275,12 @@ def build_splits(source: str, tokenizer, seq_len: int = 256, seed: int = 0, max_
     by_split = split_documents(docs, fractions)
     caps = {name: None for name in SPLITS} | (max_tokens or {})
     packed, stats = {}, {"source": source, "seq_len": seq_len, "documents_total": len(docs)}
-    for name in SPLITS:
+    for name in ("train", "calibration"):
         packed[name], stats[name] = pack(by_split[name], tokenizer, seq_len, caps[name])
+    eval_docs = select_eval_documents(by_split["eval"], tokenizer, caps["eval"])
+    packed["eval"], stats["eval"] = eval_windows(eval_docs, tokenizer, seq_len)
+    for name in SPLITS:
         stats[name]["documents_available"] = len(by_split[name])
     order = torch.randperm(len(packed["train"]), generator=torch.Generator().manual_seed(seed))
-    return Splits(source, seq_len, packed["train"][order], packed["calibration"], packed["eval"], stats)
+    return Splits(source, seq_len, packed["train"][order], packed["calibration"], packed["eval"], stats,
+                  eval_docs)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sentinel.atomic import write_json
 
-PHASES = ("starting", "baseline", "train", "control", "evaluate", "importance", "prune", "save", "done", "failed")
+PHASES = ("starting", "baseline", "train", "blocklocal", "control", "evaluate", "importance", "prune", "save", "done", "failed")
 
 
 class Status:

@@ -36,11 +36,11 @@ def choose_tier(params: int, device_type: str, gpu_bytes: int | None, requested:
         if requested == "nf4":
             raise SentinelError("the nf4 tier needs a CUDA GPU (bitsandbytes 4-bit kernels); "
                                 "this machine has none: use --tier full")
-        return Tier("full", f"{device_type}: fp32 LoRA (NF4 is CUDA-only)")
+        return Tier("full", f"{device_type}: fp32 weights (NF4 is CUDA-only)")
     need = full_lora_bytes(params)
     budget = int(0.9 * gpu_bytes) if gpu_bytes else 0
     if requested == "full":
-        return Tier("full", f"requested; full LoRA needs ~{need / GiB:.1f} GiB of {gpu_bytes / GiB:.1f} GiB")
+        return Tier("full", f"requested; full-precision training needs ~{need / GiB:.1f} GiB of {gpu_bytes / GiB:.1f} GiB")
     if requested == "nf4":
         return Tier("nf4", "requested")
     if need <= budget:

@@ -30,7 +30,7 @@ class TrainConfig:
     steps: int = 100
     batch_size: int = 8
     grad_accum: int = 1
-    lr: float = 2e-4
+    lr: float | None = None  # None: forge_cuda.recovery.recipe.default_lr(trainable, loss)
     warmup_steps: int = 10
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -121,6 +121,18 @@ def _wrap(model: nn.Module, cfg: TrainConfig, tier: str, device: torch.device) -
         return get_peft_model(base, lora_config(cfg)), base
 
 
+def _time_schedule(optimizer, warmup: int, seconds: float):
+    """Warmup over steps, then cosine over the wall clock (a wall-time budget knows seconds, not steps)."""
+    start = time.perf_counter()
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (time.perf_counter() - start) / seconds)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def _teacher_logits(teacher: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return teacher(input_ids=batch.to(next(teacher.parameters()).device)).logits.to(batch.device)
@@ -129,15 +141,20 @@ def _teacher_logits(teacher: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: str = "train",
                 on_step: Callable[[dict], None] | None = None, progress: bool = True,
                 tier: str = "full", device: torch.device | None = None,
-                teacher: nn.Module | None = None) -> tuple[nn.Module, dict]:
+                teacher: nn.Module | None = None, max_seconds: float | None = None) -> tuple[nn.Module, dict]:
     """Train on [n, T] windows and return the plain model (LoRA merged) plus stats.
 
     ``teacher``: distil its logits (KL, ``cfg.distill_*``) instead of training on labels alone.
+    ``max_seconds``: stop after this much wall time (``cfg.steps`` is then a cap), cosine over the clock.
+    ``on_step`` gets each step's numbers and ``model`` (the module being trained, for curve points).
     ``tier="nf4"`` trains LoRA on a 4-bit copy on ``device`` and merges the deltas into
     ``model`` (the real weights), which may stay on the CPU.
     """
     from transformers import get_cosine_schedule_with_warmup
 
+    from forge_cuda.recovery.recipe import default_lr
+
+    lr = cfg.lr if cfg.lr is not None else default_lr(cfg.trainable, "labels" if teacher is None else "distill")
     torch.manual_seed(cfg.seed)
     device = device or next(model.parameters()).device
     precision = resolve_precision(cfg.precision, device)
@@ -148,16 +165,20 @@ def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc:
     # accelerate does autocast, the fp16 grad scaler and, under a launcher, DDP; we place devices ourselves.
     accelerator = Accelerator(mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
                               cpu=device.type == "cpu", device_placement=False)
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
     ddp_model, optimizer = accelerator.prepare(peft_model, optimizer)
-    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, max(cfg.steps, 1))
+    schedule = _time_schedule(optimizer, cfg.warmup_steps, max_seconds) if max_seconds else \
+        get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, max(cfg.steps, 1))
     shard = windows[accelerator.process_index::accelerator.num_processes]  # each rank its own windows
     batches = _batches(shard, cfg.batch_size, cfg.seed)
     peft_model.train()
     losses, tokens, start = [], 0, time.perf_counter()
     use_labels = teacher is None or cfg.distill_alpha < 1.0
     bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    done = 0
     for step in bar:
+        if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+            break
         step_loss = 0.0
         for _ in range(cfg.grad_accum):
             batch = next(batches).to(device)
@@ -176,9 +197,11 @@ def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc:
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
         losses.append(step_loss)
+        done = step + 1
         elapsed = time.perf_counter() - start
+        eta = max(0.0, max_seconds - elapsed) if max_seconds else elapsed / (step + 1) * (cfg.steps - step - 1)
         info = {"step": step + 1, "steps": cfg.steps, "loss": step_loss, "tokens_per_s": tokens / elapsed,
-                "eta_s": elapsed / (step + 1) * (cfg.steps - step - 1), "lr": schedule.get_last_lr()[0]}
+                "eta_s": eta, "lr": schedule.get_last_lr()[0], "tokens": tokens, "model": peft_model}
         bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{info['tokens_per_s']:.0f}")
         if on_step:
             on_step(info)
@@ -200,7 +223,7 @@ def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc:
     for p in merged.parameters():
         p.requires_grad_(False)
     seconds = time.perf_counter() - start
-    stats = {"steps": cfg.steps, "precision": precision, "tokens": tokens, "seconds": seconds,
+    stats = {"steps": done, "lr": lr, "precision": precision, "tokens": tokens, "seconds": seconds,
              "tokens_per_s": tokens / seconds if seconds else math.nan,
              "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
              "trainable_params": sum(p.numel() for p in trainable), "trainable": cfg.trainable,

@@ -1,0 +1,37 @@
+"""The recovery recipe's defaults, each with the measurement or source it rests on.
+
+Global KD (forge_cuda.distill through forge_cuda.train): forward KL(teacher || student)
+on the full logits at T = 1, logits only (no label term): Minitron (arXiv 2407.14679)
+found logits-only beat CE + KL, top-k <= 100 logits hurt, and hidden-state losses gave
+nothing for width pruning. Schedule: linear warmup (10% of the steps) then cosine to 0.
+
+Learning rates (peak), by what is trained and on what:
+- full parameters, distillation: 5e-4. DESIGN §8 (SmolLM2-135M pruned to 0.75, batch
+  4 x 128, cosine over 64 steps): 5e-5 -> PPL 28.9 at 32k tokens, 5e-4 -> 26.9, 2e-3
+  diverges (77 -> 63). The curve at 5e-4 was still falling at 32k tokens.
+- full parameters, labels (stage 0 and the control, unpruned): 1e-4, the stage-0 rate of
+  docs/BENCHMARKS.md (f); an unpruned model starts at its optimum and needs no big steps.
+- LoRA (either loss): 2e-4, the previous default (not re-measured here).
+- block-local distillation: see forge_cuda.recovery.blocklocal and bench/recovery_budget.py.
+Only SmolLM2-135M was measured; larger models usually want lower full-parameter rates.
+"""
+
+from __future__ import annotations
+
+KD_TEMPERATURE = 1.0
+KD_ALPHA = 1.0  # logits only
+WARMUP_FRACTION = 0.10
+
+LEARNING_RATES = {("full", "distill"): 5e-4, ("full", "labels"): 1e-4,
+                  ("lora", "distill"): 2e-4, ("lora", "labels"): 2e-4}
+BLOCKLOCAL_LR = 1e-4
+BLOCKLOCAL_LOSS = "nmse"
+
+
+def default_lr(trainable: str, loss: str) -> float:
+    """Peak learning rate for ``trainable`` (full | lora) trained on ``loss`` (distill | labels)."""
+    return LEARNING_RATES[trainable, loss]
+
+
+def warmup_steps(steps: int) -> int:
+    return max(1, round(steps * WARMUP_FRACTION)) if steps > 1 else 0
