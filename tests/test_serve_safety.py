@@ -1,7 +1,8 @@
 """`sentinel serve` on 127.0.0.1 serves only its own model, to no web page, and answers bad requests with 4xx.
 
-One real server (mlx-lm's engine, our wrapper) runs for the module on a tiny forged model, with
---trust-remote-code passed through to mlx-lm: even then no request can make it load another folder.
+One real server (our HTTP layer around mlx-lm's public generation functions) runs for the module on a
+tiny forged model; no request can make it load another folder. Every refusal is OpenAI's error object
+{"error": {"message", "type", "param", "code"}}, so the `openai` client shows our text.
 """
 
 import http.client
@@ -25,7 +26,7 @@ def server(tmp_path_factory):
     folder = chat_folder(tmp_path_factory.mktemp("serve") / "tiny-forged")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "sentinel.cli", "serve", str(folder), "--port", str(port),
-                             "--allow-origin", ALLOWED, "--trust-remote-code"],
+                             "--allow-origin", ALLOWED],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -73,7 +74,9 @@ def test_other_model_folders_are_refused_without_disk_facts(server, tmp_path):
         assert status == 404
         text = body.decode()
         assert name not in text and str(server["folder"]) not in text and "exist" not in text
-        assert json.loads(body) == {"error": "this server serves only the model 'tiny-forged' (GET /v1/models)"}
+        assert json.loads(body) == {"error": {
+            "message": "this server serves only the model 'tiny-forged' (GET /v1/models)",
+            "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}
     status, _, _ = request(server["port"], "POST", "/v1/chat/completions", chat_body(model="tiny-forged"))
     assert status == 200
     for extra in ({"draft_model": str(other)}, {"adapters": str(other)}):
@@ -114,9 +117,30 @@ def test_web_pages_cannot_drive_it(server):
     (json.dumps({"prompt": "hello world " * 200, "max_tokens": 2}).encode(), {}, 400,
      "this server accepts at most 128 (the model's context)"),
     (json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9}).encode(), {}, 400,
-     "max_tokens is at most 128 here"),
+     "'max_tokens' must be an integer between 1 and 128"),
+    (json.dumps({"model": ["tiny-forged"], "messages": [{"role": "user", "content": "hi"}]}).encode(), {}, 400,
+     "'model' must be a string"),
+    (json.dumps({"model": {"id": "x"}, "messages": [{"role": "user", "content": "hi"}]}).encode(), {}, 400,
+     "'model' must be a string"),
+    (b'{"messages": ' + b"[" * 200_000 + b"]" * 200_000 + b"}", {}, 400, "request body is nested too deeply"),
+    (json.dumps({"messages": [[[[[{"role": "user"}]]]]]}).encode(), {}, 400, "messages[0] must be an object"),
+    (json.dumps({"messages": [{"role": "user", "content": {"a": [[[1]]]}}]}).encode(), {}, 400,
+     "messages[0].content must be a string or a list of text parts"),
+    (json.dumps({"messages": "hello"}).encode(), {}, 400, "'messages' must be a non-empty list"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}).encode(), {}, 400,
+     "'temperature' must be a number between 0 and 2"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', {}, 400, "holds NaN"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": "yes"}).encode(), {}, 400,
+     "'stream' must be true or false"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}]}).encode(),
+     {}, 400, "'tools' is not supported"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}], "bogus": 1}).encode(), {}, 400,
+     "unknown field 'bogus'"),
+    (json.dumps({"prompt": ["a", "b"]}).encode(), {}, 400, "'prompt' must be a non-empty string"),
 ], ids=["non-utf8", "bad-json", "not-object", "huge-length", "negative-length", "image-url", "prompt-too-long",
-        "max-tokens-beyond-context"])
+        "max-tokens-beyond-context", "model-list", "model-object", "deeply-nested", "nested-message",
+        "nested-content", "messages-string", "temperature-string", "nan", "stream-string", "tools", "unknown-field",
+        "prompt-list"])
 def test_bad_requests_get_4xx(server, raw, headers, status, message):
     path = "/v1/completions" if b'"prompt"' in raw else "/v1/chat/completions"
     conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=60)
@@ -129,12 +153,55 @@ def test_bad_requests_get_4xx(server, raw, headers, status, message):
     response = conn.getresponse()
     body = response.read().decode()
     conn.close()
-    assert response.status == status and message in json.loads(body)["error"]
+    error = json.loads(body)["error"]
+    assert response.status == status and message in error["message"], body
+    assert set(error) == {"message", "type", "param", "code"} and error["type"] == "invalid_request_error"
     assert request(server["port"], "GET", "/health")[0] == 200  # still serving
 
 
+def test_openai_client_reads_our_replies_and_errors(server):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{server['port']}/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["tiny-forged"]
+    hello = [{"role": "user", "content": "hello"}]
+    reply = client.chat.completions.create(model="tiny-forged", messages=hello, max_tokens=3, temperature=0)
+    assert reply.usage.completion_tokens == 3 and reply.choices[0].finish_reason == "length"
+    chunks = list(client.chat.completions.create(model="tiny-forged", messages=hello, max_tokens=3, stream=True,
+                                                 stream_options={"include_usage": True}, temperature=0))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == reply.choices[0].message.content and chunks[-1].usage.completion_tokens == 3
+    text = client.completions.create(model="tiny-forged", prompt="hello", max_tokens=2)
+    assert text.usage.completion_tokens == 2 and text.choices[0].text
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="gpt-4o", messages=hello)
+    assert "this server serves only the model 'tiny-forged'" in e.value.message
+    assert (e.value.code, e.value.param, e.value.type) == ("model_not_found", "model", "invalid_request_error")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="tiny-forged", messages=hello, temperature=5)
+    assert "'temperature' must be a number between 0 and 2, got 5" in e.value.message
+    assert e.value.param == "temperature"
+
+
+def test_stop_strings_end_the_reply(server):
+    body = chat_body(max_tokens=8)
+    status, _, full = request(server["port"], "POST", "/v1/chat/completions", body)
+    text = json.loads(full)["choices"][0]["message"]["content"]
+    assert status == 200 and len(text) > 2
+    stop = text[1:3]
+    status, _, cut = request(server["port"], "POST", "/v1/chat/completions", {**body, "stop": [stop]})
+    choice = json.loads(cut)["choices"][0]
+    assert choice["message"]["content"] == text[:text.index(stop)] and choice["finish_reason"] == "stop"
+
+
+def test_unknown_routes_and_methods_get_error_objects(server):
+    for method, path, status in (("GET", "/nope", 404), ("POST", "/v1/embeddings", 404), ("PUT", "/v1/models", 501)):
+        got, _, body = request(server["port"], method, path, body={} if method != "GET" else None)
+        assert got == status and set(json.loads(body)["error"]) == {"message", "type", "param", "code"}
+
+
 def test_zz_sigterm_stops_cleanly(server):
-    """Runs last in this module: SIGTERM ends the server within seconds, one line, no traceback anywhere."""
+    """Runs last in this module: SIGTERM ends the server within seconds, exit 143, no error line, no traceback
+    anywhere, and the log holds at most one line per request."""
     proc = server["proc"]
     tic = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -143,8 +210,11 @@ def test_zz_sigterm_stops_cleanly(server):
     assert time.monotonic() - tic < 30
     assert proc.returncode == 128 + signal.SIGTERM, log[-3000:]
     assert "Traceback" not in log
-    assert "Warning" not in log and "not recommended for production" not in log  # mlx-lm's own warning
-    assert log.strip().splitlines()[-1] == "error: terminated (SIGTERM)"
+    assert "Warning" not in log and "warn" not in log.lower() and "error:" not in log
+    lines = log.strip().splitlines()
+    assert lines[0].startswith("serving tiny-forged on http://127.0.0.1:") and lines[-1] == "stopped (SIGTERM)"
+    requests = lines[1:-1]
+    assert len(requests) >= 30 and all(line.split()[0] in ("GET", "POST", "PUT", "OPTIONS", "-") for line in requests)
 
 
 def test_port_in_use_is_one_line(tmp_path):

@@ -160,8 +160,7 @@ def _chat_turn(session, text: str) -> bool:
     return False
 
 
-@click.command("serve", context_settings={"ignore_unknown_options": True},
-               epilog="Example: sentinel serve forged-mlx --port 8080   (then POST /v1/chat/completions)")
+@click.command("serve", epilog="Example: sentinel serve forged-mlx --port 8080   (then POST /v1/chat/completions)")
 @click.argument("model")
 @click.option("--host", type=Host(), default="127.0.0.1", show_default=True,
               help="Address to listen on (loopback by default; another address exposes the model to the network).")
@@ -173,30 +172,31 @@ def _chat_turn(session, text: str) -> bool:
               help="Largest request body accepted (413 above).")
 @click.option("--max-prompt-tokens", type=POSITIVE, default=None,
               help="Longest prompt accepted, in tokens (400 above) [default: the model's context].")
+@click.option("--max-tokens", type=POSITIVE, default=512, show_default=True,
+              help="Reply length for requests that set no max_tokens (never above the model's context).")
 @click.option("--request-timeout", type=FiniteFloat(min=1), default=120.0, show_default=True,
               help="Seconds a client may stall while sending or receiving before it is dropped.")
 @click.option("--keep-dtype", is_flag=True,
               help="On a CPU backend, compute in the stored fp16/bf16 instead of float32.")
-@click.argument("server_args", nargs=-1, type=click.UNPROCESSED)
-def serve(model, host, port, allow_origins, max_body_bytes, max_prompt_tokens, request_timeout, keep_dtype,
-          server_args):
-    """OpenAI-compatible HTTP server (mlx-lm's) for MODEL only; extra flags go to mlx_lm.server."""
+@click.option("--verbose", "-v", is_flag=True,
+              help="Add speed and peak memory to each request's log line [default: one short line per request].")
+def serve(model, host, port, allow_origins, max_body_bytes, max_prompt_tokens, max_tokens, request_timeout,
+          keep_dtype, verbose):
+    """OpenAI-compatible HTTP server for MODEL only (/v1/models, /v1/chat/completions, /v1/completions)."""
     import os
 
     from runtime_mlx.serve import serve as run_server
 
-    code = run_server(resolve_mlx(model), host, port, tuple(server_args), allow_origins=tuple(allow_origins),
-                      max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
-                      timeout_s=request_timeout, keep_dtype=keep_dtype)
-    if code == 0:
-        return
-    click.echo("error: terminated (SIGTERM)" if code == 143 else "error: interrupted", err=True)
+    code = run_server(resolve_mlx(model), host, port, allow_origins=tuple(allow_origins), max_body_bytes=max_body_bytes,
+                      max_prompt_tokens=max_prompt_tokens, timeout_s=request_timeout, keep_dtype=keep_dtype,
+                      max_tokens=max_tokens, verbose=verbose)
     sys.stdout.flush()
     sys.stderr.flush()
-    # The server is down and its threads joined. Skip native teardown: after mlx-lm's generation thread,
-    # MLX's static destructors sometimes abort ("terminate called without an active exception", seen in
-    # 2 of ~15 SIGTERM runs), which would turn a clean stop into SIGABRT.
-    os._exit(code)
+    if code:
+        # A signal stopped it (130/143): the listener is closed and no generation runs. Skip native
+        # teardown: MLX's static destructors after a worker thread sometimes abort ("terminate called
+        # without an active exception"), which would turn a clean stop into SIGABRT.
+        os._exit(code)
 
 
 COMMANDS = [chat, generate, serve]
