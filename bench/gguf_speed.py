@@ -55,7 +55,8 @@ def main() -> None:
     from convert.gguf_llama import LlamaCpp
     from convert.gguf_verify import _llama_cpp_version, prompt_text
     from convert.to_gguf import convert_to_gguf
-    from forge_cuda.prune import PruneOptions, run_prune
+    from forge_cuda.pruning.command import run_prune
+    from forge_cuda.pruning.options import PruneOptions
     from sentinel.atomic import read_json, write_json
     from sentinel.layout import read_layout
     from sentinel.cli.resolve import resolve_model
@@ -63,8 +64,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base = resolve_model("smollm2-135m")
-        report = run_prune("smollm2-135m", tmp / "forged",
-                           PruneOptions(criterion="magnitude", target_params=args.target_params))
+        report = run_prune("smollm2-135m", base, tmp / "forged",
+                           PruneOptions(criterion="magnitude", target_params=args.target_params, refit=False))
         layout = read_layout(read_json(tmp / "forged" / "config.json"))
         files = {k: convert_to_gguf(src, tmp / f"{k}-{args.outtype}.gguf", outtype=args.outtype)
                  for k, src in (("unpruned", base), ("forged", tmp / "forged"))}

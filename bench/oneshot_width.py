@@ -37,9 +37,10 @@ def main() -> None:
 
     from forge_cuda.checkpoint import load_model, load_tokenizer, param_count
     from forge_cuda.data import build_splits
-    from forge_cuda.defrag import model_layout
+    from forge_cuda.pruning.defrag import model_layout
     from forge_cuda.evaluate import perplexity
-    from forge_cuda.prune import PruneOptions, prune_model
+    from forge_cuda.pruning.options import PruneOptions
+    from forge_cuda.pruning.step import prune_model
     from sentinel.atomic import write_json
     from sentinel.cli.resolve import resolve_model
 

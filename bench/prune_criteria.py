@@ -43,9 +43,10 @@ def main() -> None:
 
     from forge_cuda.checkpoint import load_model, load_tokenizer, param_count
     from forge_cuda.data import build_splits
-    from forge_cuda.defrag import model_layout
+    from forge_cuda.pruning.defrag import model_layout
     from forge_cuda.evaluate import perplexity
-    from forge_cuda.pruning_step import PruneSettings, prune_once
+    from forge_cuda.pruning.options import PruneOptions
+    from forge_cuda.pruning.step import prune_once
     from forge_cuda.train import TrainConfig, train_model
     from sentinel.atomic import write_json
     from sentinel.cli.resolve import resolve_model
@@ -92,7 +93,7 @@ def main() -> None:
                 continue
             model = copy.deepcopy(base)
             tic = time.perf_counter()
-            prune_once(model, splits.calibration, level, PruneSettings(criterion=crit), progress=False)
+            prune_once(model, splits.calibration, level, PruneOptions(criterion=crit), progress=False)
             result["one_shot"].append(row(model, criterion=crit, level=level,
                                           prune_seconds=time.perf_counter() - tic))
             save()
@@ -110,7 +111,7 @@ def main() -> None:
         if any(r["criterion"] == best["criterion"] for r in result["recovered"]):
             continue
         model = copy.deepcopy(base)
-        prune_once(model, splits.calibration, args.recovery_level, PruneSettings(criterion=best["criterion"]),
+        prune_once(model, splits.calibration, args.recovery_level, PruneOptions(criterion=best["criterion"]),
                    progress=False)
         model, stats = train_model(model, splits.train, train_cfg, progress=False)
         result["recovered"].append(row(model, criterion=best["criterion"], level=args.recovery_level,

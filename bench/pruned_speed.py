@@ -43,15 +43,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "pruned_speed.json")
     args = ap.parse_args()
 
-    from forge_cuda.prune import PruneOptions, run_prune
+    from forge_cuda.pruning.command import run_prune
+    from forge_cuda.pruning.options import PruneOptions
     import runtime_mlx
     from runtime_mlx import planner
     from runtime_mlx.verify import prompt_ids
     from sentinel.atomic import write_json
+    from sentinel.cli.resolve import resolve_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        report = run_prune("smollm2-135m", tmp / "pruned-hf", PruneOptions(criterion="magnitude", level=args.level))
+        report = run_prune("smollm2-135m", resolve_model("smollm2-135m"), tmp / "pruned-hf",
+                           PruneOptions(criterion="magnitude", level=args.level, refit=False))
         folders = {"unpruned": real_mlx(tmp, args.dtype),
                    "pruned": real_mlx(tmp, args.dtype, src=tmp / "pruned-hf", name="pruned")}
         facts = {k: planner.model_facts(f) for k, f in folders.items()}

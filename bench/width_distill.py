@@ -55,9 +55,10 @@ def main() -> None:
 
     from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_model
     from forge_cuda.data import build_splits
-    from forge_cuda.defrag import model_layout
+    from forge_cuda.pruning.defrag import model_layout
     from forge_cuda.evaluate import perplexity
-    from forge_cuda.pruning_step import PruneSettings, default_cycles, prune_once
+    from forge_cuda.pruning.options import PruneOptions
+    from forge_cuda.pruning.step import default_cycles, prune_once
     from forge_cuda.train import TrainConfig, train_model
     from sentinel.atomic import write_json
     from sentinel.cli.resolve import resolve_model
@@ -142,7 +143,7 @@ def main() -> None:
         per_cycle = [args.steps // cycles + (1 if c < args.steps % cycles else 0) for c in range(cycles)]
         starts = [sum(per_cycle[:c]) * B for c in range(cycles + 1)]
         model, tic, tokens, one_shot = copy.deepcopy(teacher), time.perf_counter(), 0, []
-        settings_p = PruneSettings(criterion=args.criterion, target_params=target, batch_size=4,
+        settings_p = PruneOptions(criterion=args.criterion, target_params=target, batch_size=4,
                                    balance=args.balance, refit=args.refit)
         for c in range(1, cycles + 1):
             prune_once(model, splits.calibration, 0.0, settings_p, seed=c, progress=False,

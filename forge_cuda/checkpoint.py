@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from forge_cuda import hf_export, modeling_sentinel, wrappers
-from forge_cuda.defrag import model_layout
+from forge_cuda.pruning.defrag import model_layout
 from forge_cuda.families import family_for
 from sentinel.atomic import atomic_dir
 from sentinel.errors import LayoutError, SentinelError

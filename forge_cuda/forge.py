@@ -27,11 +27,12 @@ import torch
 
 from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_model
 from forge_cuda.data import build_splits
-from forge_cuda.defrag import model_layout
+from forge_cuda.pruning.defrag import model_layout
 from forge_cuda import distributed
 from forge_cuda.evaluate import perplexity
-from forge_cuda.prune import kv_bytes_per_token
-from forge_cuda.pruning_step import PruneSettings, default_cycles, prune_once
+from forge_cuda.pruning.options import PruneOptions
+from forge_cuda.pruning.space import kv_bytes_per_token
+from forge_cuda.pruning.step import default_cycles, prune_once
 from forge_cuda.status import Status
 from forge_cuda.tiers import choose_tier
 from forge_cuda.train import TrainConfig, train_model
@@ -50,7 +51,7 @@ class ForgeConfig:
     max_step_params: float = 0.10
     recovery: str = "distill"
     max_ppl_increase: float | None = None  # e.g. 0.02: stop once forged > control * 1.02
-    prune: PruneSettings = field(default_factory=PruneSettings)
+    prune: PruneOptions = field(default_factory=PruneOptions)
     train: TrainConfig = field(default_factory=TrainConfig)
     seq_len: int = 256
     train_tokens: int | None = 400_000

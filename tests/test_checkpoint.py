@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from forge_cuda.checkpoint import load_model, param_count, save_model
-from forge_cuda.defrag import defrag, model_layout
+from forge_cuda.pruning.defrag import defrag, model_layout
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import LayerHeads
 from tiny import pruned_layout, tiny_model, tokens

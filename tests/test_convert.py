@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from convert import convert_to_mlx, default_output, verify_conversion
 from forge_cuda.checkpoint import save_model
-from forge_cuda.defrag import defrag, model_layout
+from forge_cuda.pruning.defrag import defrag, model_layout
 from sentinel.cli import main
 from sentinel.layout import LayerHeads
 from tiny import forge_tiny, tiny_model, tokens

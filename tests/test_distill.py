@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from forge_cuda.defrag import defrag
+from forge_cuda.pruning.defrag import defrag
 from forge_cuda.distill import distill_loss
 from forge_cuda.train import TrainConfig, train_model
 from sentinel.errors import SentinelError

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from forge_cuda.checkpoint import load_model, param_count, save_model
-from forge_cuda.defrag import defrag, model_layout
+from forge_cuda.pruning.defrag import defrag, model_layout
 from forge_cuda.families import family_for
-from forge_cuda.gates import HeadGates
+from head_gates import HeadGates
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import LayerHeads
 from tiny import tiny_model, tokens

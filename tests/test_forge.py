@@ -12,7 +12,7 @@ from forge_cuda.checkpoint import load_model
 from forge_cuda.data import build_splits
 from forge_cuda.evaluate import perplexity
 from forge_cuda.forge import ForgeConfig, ForgeRun
-from forge_cuda.pruning_step import PruneSettings
+from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.train import TrainConfig
 from sentinel.cli import main
 from sentinel.errors import SentinelError
@@ -29,7 +29,7 @@ def config(source, **overrides) -> ForgeConfig:
     base = dict(model=str(source), domain="code", prune_level=0.5, cycles=2, seq_len=32, train_tokens=6000,
                 eval_tokens=1024, calib_windows=8,
                 train=TrainConfig(steps=4, batch_size=4, lr=3e-3, warmup_steps=1, lora_dropout=0.0),
-                prune=PruneSettings(criterion="taylor", mode="auto"))
+                prune=PruneOptions(criterion="taylor", mode="auto"))
     base.update(overrides)
     return ForgeConfig(**base)
 
@@ -142,7 +142,7 @@ def test_cli_refuses_to_overwrite_an_existing_output(source, tmp_path):
 def test_size_target_prunes_channels_and_heads_gradually_with_distillation(source, tmp_path):
     """--target-params 0.75: three cycles of <= 10% each, full-parameter distillation, control trained the same way."""
     cfg = config(source, prune_level=0.0, cycles=None, recovery="distill",
-                 prune=PruneSettings(criterion="activation", target_params=0.75),
+                 prune=PruneOptions(criterion="activation", target_params=0.75),
                  train=TrainConfig(steps=3, batch_size=4, lr=1e-3, warmup_steps=1, trainable="full"))
     report = ForgeRun(cfg, tmp_path / "out", progress=False).run()
     assert report["config"]["cycles"] == 3

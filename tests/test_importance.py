@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from forge_cuda.defrag import defrag, model_layout
-from forge_cuda.gates import HeadGates
-from forge_cuda.importance import CRITERIA, combine, load_scores, score_heads
+from forge_cuda.pruning.defrag import defrag, model_layout
+from head_gates import HeadGates
+from forge_cuda.pruning.importance import CRITERIA, combine, load_scores, score_heads
 from sentinel.errors import SentinelError
 from sentinel.layout import LayerHeads
 from tiny import tiny_model, tokens

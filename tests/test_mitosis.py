@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from forge_cuda.checkpoint import load_model, param_count, save_model
-from forge_cuda.defrag import defrag, model_layout
+from forge_cuda.pruning.defrag import defrag, model_layout
 from forge_cuda.families import family_for
-from forge_cuda.importance import score_heads
-from forge_cuda.mitosis import apply_mitosis, clone_heads, plan_mitosis
+from forge_cuda.pruning.importance import score_heads
+from forge_cuda.pruning.mitosis import apply_mitosis, clone_heads, plan_mitosis
 from sentinel.errors import LayoutError
 from sentinel.layout import LayerHeads
 from tiny import tiny_model, tokens

@@ -83,7 +83,7 @@ def _tiny_hf(tmp_path):
     from tiny import tiny_model
 
     from forge_cuda.checkpoint import save_model
-    from forge_cuda.defrag import defrag, model_layout
+    from forge_cuda.pruning.defrag import defrag, model_layout
     from sentinel.layout import LayerHeads
 
     model = tiny_model("qwen2", hidden_size=64, tie_word_embeddings=False)

@@ -7,8 +7,11 @@ import torch
 from click.testing import CliRunner
 
 from forge_cuda.checkpoint import load_model, load_tokenizer, param_count
-from forge_cuda.defrag import model_layout
-from forge_cuda.prune import PruneOptions, kv_bytes_per_token, prune_model, report_markdown
+from forge_cuda.pruning.defrag import model_layout
+from forge_cuda.pruning.command import report_markdown
+from forge_cuda.pruning.options import PruneOptions
+from forge_cuda.pruning.space import kv_bytes_per_token
+from forge_cuda.pruning.step import prune_model
 from sentinel.cli import main
 from sentinel.errors import SentinelError
 from sentinel.weights import header_param_count
@@ -19,7 +22,7 @@ from tiny import tiny_model, tokens
 def test_report_matches_the_pruned_model(family, mode):
     model = tiny_model(family)
     before = param_count(model)
-    report, scores = prune_model(model, [tokens(2, 16)], PruneOptions("activation", 0.5, mode), progress=False)
+    report, scores = prune_model(model, [tokens(2, 16)], PruneOptions("activation", 0.5, mode, refit=False), progress=False)
     layout = model_layout(model)
     assert report["params"] == {"before": before, "after": param_count(model)}
     assert report["params"]["after"] < before

@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 
 from convert import convert_to_mlx
 from forge_cuda.checkpoint import load_model
-from forge_cuda.prune import PruneOptions, run_prune
+from forge_cuda.pruning.command import run_prune
+from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.wrappers import vision_policy
 from runtime_mlx import load_model as load_mlx
 from sentinel.cli import main
@@ -123,10 +124,10 @@ def test_prune_heads_and_mlp_drop_vision_convert_matches_torch(tmp_path):
     src = tmp_path / "published"
     save_published(src)
     out = tmp_path / "pruned"
-    options = PruneOptions(criterion="activation", level=0.5, mlp_level=0.25, channel_group=8)
+    options = PruneOptions(criterion="activation", level=0.5, mlp_level=0.25, channel_group=8, refit=False,
+                           batch_size=2)
     with vision_policy(keep=False):
-        report = run_prune(str(src), out, options, domain="code", calib_windows=4, seq_len=32, batch_size=2,
-                           progress=False)
+        report = run_prune(str(src), src, out, options, domain="code", calib_windows=4, seq_len=32, progress=False)
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "qwen3_5_text" and config["architectures"] == ["Qwen3_5ForCausalLM"]
     assert not any(n.startswith(("model.visual.", "mtp.", "model.language_model.")) for n in stored_names(out))

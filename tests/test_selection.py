@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from forge_cuda.importance import UnitScores
-from forge_cuda.selection import layer_shapes, select_heads
+from forge_cuda.pruning.importance import UnitScores
+from forge_cuda.pruning.search import layer_shapes, select_heads
 from sentinel.errors import SentinelError
 from sentinel.layout import AttentionShape, HeadLayout, LayerHeads
 

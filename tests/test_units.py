@@ -8,12 +8,14 @@ import pytest
 import torch
 
 from forge_cuda.checkpoint import load_model, param_count, save_model
-from forge_cuda.defrag import defrag, model_layout
+from forge_cuda.pruning.defrag import defrag, model_layout
 from forge_cuda.families import family_for
-from forge_cuda.gates import hook_units
-from forge_cuda.importance import score_units
-from forge_cuda.prune import PruneOptions, prune_model
-from forge_cuda.units import UnitSelector, channel_group_for, unit_costs
+from forge_cuda.pruning.hooks import hook_units
+from forge_cuda.pruning.importance import score_units
+from forge_cuda.pruning.options import PruneOptions
+from forge_cuda.pruning.search import greedy_search
+from forge_cuda.pruning.space import channel_group_for, unit_costs
+from forge_cuda.pruning.step import prune_model
 from sentinel.layout import LayerHeads
 from tiny import PRUNED, tiny_model, tokens
 
@@ -110,7 +112,7 @@ def test_target_lands_within_one_channel_group(family, target):
     model = tiny_model(family)
     base = param_count(model)
     report, _ = prune_model(model, [tokens(4, 16)], PruneOptions(criterion="activation", target_params=target,
-                                                                 normalize="none"), progress=False)
+                                                                 normalize="none", refit=False), progress=False)
     layout = model_layout(model)
     group_cost = channel_group_for(layout) * max(c.per_channel for c in unit_costs(tiny_model(family)).values())
     goal = round(target * base)
@@ -127,7 +129,7 @@ def test_selection_prefers_the_cheapest_importance_per_parameter():
     scores["channels"].layers[1][:] = 0.0
     for s in scores["heads"].layers.values():
         s[:] = 1e6
-    selector = UnitSelector(layout, unit_costs(model), scores["heads"], scores["channels"],
+    selector = greedy_search(layout, unit_costs(model), scores["heads"], scores["channels"],
                             channel_group=channel_group_for(layout), min_channels=10)
     picked = selector.select(96 * 192 // 2)
     assert picked.moves["group"] == picked.moves["query"] == 0
@@ -162,7 +164,7 @@ def test_channel_gates_hook_the_intermediate_activation():
 
 def test_explicit_mlp_level_removes_that_fraction_of_channels():
     model = tiny_model("qwen2")
-    report, scores = prune_model(model, [tokens(4, 16)], PruneOptions(criterion="taylor", level=0.0, mlp_level=0.5),
+    report, scores = prune_model(model, [tokens(4, 16)], PruneOptions(criterion="taylor", level=0.0, mlp_level=0.5, refit=False),
                                  progress=False)
     assert set(scores) == {"channels"}
     assert report["mlp_channels"]["removed"] >= 144 and sum(model_layout(model).mlp_widths) == 288 - \
@@ -231,7 +233,7 @@ def test_refit_reproduces_the_reader_output_better_than_dropping(family):
 
 
 def test_refit_with_nothing_removed_changes_nothing():
-    from forge_cuda.refit import collect_grams, refit_readers
+    from forge_cuda.pruning.refit import collect_grams, refit_readers
 
     model = tiny_model("qwen2")
     layout = model_layout(model)

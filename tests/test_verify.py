@@ -26,7 +26,7 @@ def tiny_mlx(tmp_path_factory):
 
     from convert import convert_to_mlx
     from forge_cuda.checkpoint import save_model
-    from forge_cuda.defrag import defrag, model_layout
+    from forge_cuda.pruning.defrag import defrag, model_layout
     from sentinel.layout import LayerHeads
 
     tmp = tmp_path_factory.mktemp("verify")

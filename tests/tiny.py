@@ -54,7 +54,7 @@ PRUNED = {0: LayerHeads((0, 2, 4, 6), (0, 1, 2, 3)), 1: LayerHeads((0, 1, 4, 5, 
 
 def pruned_layout(model, layers=None):
     """The model's current layout with ``layers`` (default PRUNED) replaced."""
-    from forge_cuda.defrag import model_layout
+    from forge_cuda.pruning.defrag import model_layout
 
     layout = model_layout(model)
     for i, layer in (PRUNED if layers is None else layers).items():
@@ -64,7 +64,7 @@ def pruned_layout(model, layers=None):
 
 def forge_tiny(model, layers=None):
     """Defrag ``model`` in place to ``pruned_layout(model, layers)``; returns it."""
-    from forge_cuda.defrag import defrag
+    from forge_cuda.pruning.defrag import defrag
 
     defrag(model, pruned_layout(model, layers))
     return model

@@ -4,20 +4,30 @@ How much to remove is said one of two ways: a size target (``--target-params`` o
 ``--target-bytes``, allocated over heads and MLP channels by importance per
 parameter) or explicit per-kind levels (``--prune-level`` for query heads,
 ``--mlp-level`` for MLP channels). With neither, the target is 0.75 of the base
-parameters.
+parameters. Commands receive the flags grouped (``pruning: PruningFlags``,
+``data: DataFlags``); ``PruningFlags.options`` builds the validated
+forge_cuda.pruning.options.PruneOptions before any model is resolved or loaded.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import click
 
 from sentinel.errors import SentinelError
 
+if TYPE_CHECKING:
+    from forge_cuda.pruning.options import PruneOptions
+
+# forge_cuda.pruning.options.CRITERIA (tests/test_forge_options.py checks they agree); not imported here,
+# since importing forge_cuda imports torch and the CLI must start fast
 CRITERIA = ["taylor", "activation", "entropy", "magnitude", "random"]
 DEFAULT_TARGET = 0.75
+
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 _OPTIONS = [
@@ -65,14 +75,87 @@ def _apply(options, command):
     return command
 
 
-def pruning_options(command):
-    """Decorate a click command with the shared pruning options."""
-    return _apply(_OPTIONS, command)
+def _names(options) -> list[str]:
+    """The parameter names click gives ``options``."""
+    def probe():
+        pass
+    _apply(options, probe)
+    return [p.name for p in probe.__click_params__]
+
+
+def option_group(name: str, options: list, build):
+    """Decorate a click command with ``options`` and hand it one ``name`` argument: ``build(**their values)``.
+
+    This keeps command bodies short: they receive a few objects, not dozens of flags.
+    """
+    def decorate(command):
+        names = _names(options)
+
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            kwargs[name] = build(**{n: kwargs.pop(n) for n in names})
+            return command(*args, **kwargs)
+        return _apply(options, wrapper)
+    return decorate
+
+
+@dataclass(frozen=True)
+class PruningFlags:
+    """The pruning flags as typed; ``options`` turns them into the validated PruneOptions."""
+
+    target_params: float | None
+    target_bytes: str | None
+    prune_level: float | None
+    mlp_level: float | None
+    criterion: str
+    mode: str
+    min_heads: int
+    min_channels: float
+    channel_group: int
+    balance: str
+    refit: bool
+    extra: dict  # command-specific fields of PruneOptions (scope, batch_size, mitosis_rounds)
+
+    def options(self, model_params: Callable[[], int], seed: int) -> "PruneOptions":
+        """Validated options; ``model_params`` (the base model's parameter count) is asked for only by
+        --target-bytes, after everything that can be checked without the model was checked."""
+        from forge_cuda.pruning.options import PruneOptions, finite
+
+        for flag in ("target_params", "prune_level", "mlp_level", "min_channels"):
+            finite(getattr(self, flag), "--" + flag.replace("_", "-"))
+        common = dict(criterion=self.criterion, mode=self.mode, min_heads=self.min_heads, seed=seed,
+                      min_channels=self.min_channels, channel_group=self.channel_group, refit=self.refit,
+                      balance=self.balance, **self.extra)
+        size = size_target(self.target_params, self.target_bytes, self.prune_level, self.mlp_level, None)
+        PruneOptions(normalize="none" if size["target_params"] is not None else "l2", **size, **common)
+        if self.target_bytes is not None:
+            size = size_target(self.target_params, self.target_bytes, self.prune_level, self.mlp_level,
+                               model_params())
+        return PruneOptions(normalize="none" if size["target_params"] is not None else "l2", **size, **common)
+
+
+def pruning_options(*extra):
+    """Decorate a click command with the shared pruning options (plus ``extra`` PruneOptions fields);
+    the command receives them as ``pruning: PruningFlags``."""
+    names = _names(list(extra))
+
+    def build(**values):
+        more = {n: values.pop(n) for n in names}
+        return PruningFlags(**values, extra=more)
+    return option_group("pruning", _OPTIONS + list(extra), build)
+
+
+@dataclass(frozen=True)
+class DataFlags:
+    domain: str
+    seq_len: int
+    calib_windows: int
+    seed: int
 
 
 def data_options(command):
-    """Decorate a click command with the shared data options (--domain, --seq-len, --calib-windows, --seed)."""
-    return _apply(_DATA_OPTIONS, command)
+    """Decorate a click command with the shared data options; it receives them as ``data: DataFlags``."""
+    return option_group("data", _DATA_OPTIONS, DataFlags)(command)
 
 
 def parse_bytes(text: str) -> int:
@@ -84,11 +167,12 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def size_target(model_path: Path, target_params: float | None, target_bytes: str | None,
-                prune_level: float | None, mlp_level: float | None) -> dict:
-    """Resolve the size flags to ``{target_params, level, mlp_level}``; one error line for contradictions."""
-    from sentinel.weights import header_param_count
+def size_target(target_params: float | None, target_bytes: str | None, prune_level: float | None,
+                mlp_level: float | None, model_params: int | None) -> dict:
+    """Resolve the size flags to ``{target_params, level, mlp_level}``; one error line for contradictions.
 
+    ``model_params`` (needed by --target-bytes only): None checks the flags and stands in a placeholder.
+    """
     explicit = prune_level is not None or mlp_level is not None
     if target_params is not None and target_bytes is not None:
         raise SentinelError("give --target-params or --target-bytes, not both")
@@ -98,11 +182,13 @@ def size_target(model_path: Path, target_params: float | None, target_bytes: str
     if explicit:
         return {"target_params": None, "level": prune_level or 0.0, "mlp_level": mlp_level or 0.0}
     if target_bytes is not None:
-        params = header_param_count(model_path)
         want = parse_bytes(target_bytes) / 2
-        if not 0 < want <= params:
+        if model_params is None:
+            target_params = DEFAULT_TARGET
+        elif not 0 < want <= model_params:
             raise SentinelError(f"--target-bytes {target_bytes} is not between 0 and the model's fp16 size "
-                                f"({2 * params:,} bytes)")
-        target_params = want / params
+                                f"({2 * model_params:,} bytes)")
+        else:
+            target_params = want / model_params
     return {"target_params": target_params if target_params is not None else DEFAULT_TARGET,
             "level": 0.0, "mlp_level": 0.0}

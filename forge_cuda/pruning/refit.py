@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from forge_cuda.families import family_for
-from forge_cuda.gates import hook_units
-from forge_cuda.importance import _progress, _scoring, _unpack, unit_ids
+from forge_cuda.pruning.calibration import progress_bar, scoring_mode, unpack_batch
+from forge_cuda.pruning.hooks import hook_units
+from forge_cuda.pruning.importance import unit_ids
 from sentinel.layout import HeadLayout
 
 
@@ -47,9 +48,9 @@ def collect_grams(model: nn.Module, batches: Iterable, kinds=("heads", "channels
     handles = [h for kind in kinds if family.unit_layers(model, kind)
                for h in hook_units(model, lambda i, u, kind=kind: capture(kind, i, u), kind)]
     try:
-        with _scoring(model), torch.no_grad():
-            for batch in _progress(batches, "refit", progress):
-                ids, mask = _unpack(batch, model.device)
+        with scoring_mode(model), torch.no_grad():
+            for batch in progress_bar(batches, "refit", progress):
+                ids, mask = unpack_batch(batch, model.device)
                 state["mask"] = mask.double() if mask is not None else None
                 model(input_ids=ids, attention_mask=mask, use_cache=False)
     finally:

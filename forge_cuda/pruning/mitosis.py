@@ -17,10 +17,10 @@ from typing import Mapping, Sequence
 
 from torch import nn
 
-from forge_cuda.defrag import model_layout, set_model_layout
 from forge_cuda.families import family_for
-from forge_cuda.importance import UnitScores
-from forge_cuda.selection import _groups
+from forge_cuda.pruning.defrag import model_layout, set_model_layout
+from forge_cuda.pruning.importance import UnitScores
+from forge_cuda.pruning.space import kv_groups
 from sentinel.errors import LayoutError
 from sentinel.layout import HeadLayout, LayerHeads
 
@@ -65,7 +65,7 @@ def clone_heads(model: nn.Module, index: int, parents: Sequence[int], split: flo
     ordered = [h for h in layer.q_heads if h in set(parents)]  # ids follow physical order, not call order
     new_ids = dict(zip(ordered, _fresh_ids(layout, layer, len(parents))))
     positions, q_heads, scale = [], [], []
-    for group in _groups(layout, layer):
+    for group in kv_groups(layout, layer):
         for p in group:
             h = layer.q_heads[p]
             positions.append(p)
@@ -93,7 +93,7 @@ def plan_mitosis(scores: UnitScores, max_rounds: int = 1) -> dict[int, list[int]
     plan = {}
     for i, s in scores.layers.items():
         layer = layout.layers[i]
-        groups = _groups(layout, layer)
+        groups = kv_groups(layout, layer)
         rounds = min(max_rounds, (layout.base.num_heads - layer.num_heads) // len(groups), len(groups[0]))
         if rounds <= 0:
             continue

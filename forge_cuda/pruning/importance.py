@@ -25,7 +25,6 @@ Criteria (see docs/PRUNING.md):
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,16 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from forge_cuda.defrag import model_layout
 from forge_cuda.families import UNIT_KINDS, family_for
-from forge_cuda.gates import hook_units
+from forge_cuda.pruning.calibration import progress_bar, scoring_mode, unpack_batch
+from forge_cuda.pruning.defrag import model_layout
+from forge_cuda.pruning.hooks import hook_units
+from forge_cuda.pruning.options import CRITERIA, NORMALIZATIONS
 from sentinel.atomic import write_json
 from sentinel.errors import SentinelError
 from sentinel.layout import HeadLayout
-
-CRITERIA = ("taylor", "activation", "entropy", "magnitude", "random")
-NORMALIZATIONS = ("none", "l2", "max")
-
 
 def unit_ids(layout: HeadLayout, index: int, kind: str) -> tuple[int, ...]:
     """Original ids of a layer's current units in physical order (query heads or MLP channels)."""
@@ -109,43 +106,9 @@ def combine(scores: Mapping[str, UnitScores], weights: Mapping[str, float], norm
     return UnitScores(name, first.layout, layers, first.tokens, first.kind)
 
 
-def _unpack(batch, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A batch is a [B, T] LongTensor (packed, no padding) or a dict with input_ids/attention_mask."""
-    if isinstance(batch, Mapping):
-        ids, mask = batch["input_ids"], batch.get("attention_mask")
-    else:
-        ids, mask = batch, None
-    if ids.dim() != 2:
-        raise SentinelError(f"calibration batches must be [batch, seq_len] token ids, got shape {tuple(ids.shape)}")
-    return ids.to(device), (mask.to(device) if mask is not None else None)
-
-
 def _labels(ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Next-token labels that ignore only true padding."""
     return ids if mask is None else ids.masked_fill(mask == 0, -100)
-
-
-@contextlib.contextmanager
-def _scoring(model: nn.Module, attn: str | None = None):
-    """Eval mode (no dropout), optionally another attention implementation; restored afterwards."""
-    was_training, before = model.training, model.config._attn_implementation
-    model.eval()
-    if attn and attn != before:
-        model.set_attn_implementation(attn)
-    try:
-        yield
-    finally:
-        if attn and attn != before:
-            model.set_attn_implementation(before)
-        model.train(was_training)
-
-
-def _progress(batches: Iterable, desc: str, progress: bool):
-    if not progress:
-        return batches
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, desc=desc, unit="batch", leave=False)
 
 
 def _zeros(model: nn.Module, layout: HeadLayout, kinds) -> dict[str, dict[int, torch.Tensor]]:
@@ -170,9 +133,9 @@ def _taylor(model, batches, progress, kinds) -> tuple[dict, int]:
 
     handles = _hooks(model, kinds, gate)
     try:
-        with _scoring(model), torch.enable_grad():
-            for batch in _progress(batches, "taylor", progress):
-                ids, mask = _unpack(batch, model.device)
+        with scoring_mode(model), torch.enable_grad():
+            for batch in progress_bar(batches, "taylor", progress):
+                ids, mask = unpack_batch(batch, model.device)
                 gates.clear()
                 loss = model(input_ids=ids, attention_mask=mask, labels=_labels(ids, mask), use_cache=False).loss
                 order = sorted(gates)
@@ -204,9 +167,9 @@ def _activation(model, batches, progress, kinds) -> tuple[dict, int]:
     handles = _hooks(model, kinds, measure)
     tokens = 0
     try:
-        with _scoring(model), torch.no_grad():
-            for batch in _progress(batches, "activation", progress):
-                ids, mask = _unpack(batch, model.device)
+        with scoring_mode(model), torch.no_grad():
+            for batch in progress_bar(batches, "activation", progress):
+                ids, mask = unpack_batch(batch, model.device)
                 state["w"] = (mask if mask is not None else torch.ones_like(ids)).float()
                 model(input_ids=ids, attention_mask=mask, use_cache=False)
                 tokens += int(state["w"].sum())
@@ -230,9 +193,9 @@ def _entropy(model, batches, progress, kinds) -> tuple[dict, int]:
 
     handles = [family.attention(model, i).register_forward_hook(capture(i)) for i in acc]
     try:
-        with _scoring(model, attn="eager"), torch.no_grad():
-            for batch in _progress(batches, "entropy", progress):
-                ids, mask = _unpack(batch, model.device)
+        with scoring_mode(model, attn="eager"), torch.no_grad():
+            for batch in progress_bar(batches, "entropy", progress):
+                ids, mask = unpack_batch(batch, model.device)
                 valid = (mask if mask is not None else torch.ones_like(ids)).float()
                 keys = valid.cumsum(-1)  # causal: keys a query token may attend to
                 w = valid * (keys >= 2)  # one key has no choice, hence no entropy to measure
