@@ -21,11 +21,11 @@ import mlx.core as mx
 from convert.families import family_for
 from runtime_mlx.model_card import write_model_card
 from convert.tensors import ShardWriter, TensorSpec, materialize, open_tensors, plan_shards, shard_names
-from sentinel.atomic import atomic_dir, read_json, write_json
+from sentinel.atomic import atomic_dir, write_json
+from sentinel.config import family_config
 from sentinel.errors import LayoutError, SentinelError, os_error
 from sentinel.layout import is_pruned, read_layout
 from sentinel.paths import mlx_dir
-from sentinel.remote_code import base_config
 from sentinel.validate import check_config, check_tokenizer_files
 
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
@@ -101,15 +101,7 @@ def _read_source_config(src: Path) -> dict[str, Any]:
         raise SentinelError(f"input {src} does not exist")
     if not src.is_dir():
         raise SentinelError(f"input {src} is not a model folder")
-    if not (src / "config.json").is_file():
-        raise SentinelError(f"{src} is not a model folder (no config.json)")
-    try:
-        config = read_json(src / "config.json")
-    except PermissionError:
-        raise SentinelError(f"cannot read {src / 'config.json'} (permission denied)") from None
-    if not isinstance(config, dict):
-        raise SentinelError(f"{src / 'config.json'} does not hold a JSON object")
-    return base_config(config)  # a forged folder's sentinel_<family> reads as its family
+    return family_config(src)  # one reader; a forged folder's sentinel_<family> reads as its family
 
 
 def _plan(family, config, layout, tensors: dict[str, mx.array], dtype, quantize, group_size) -> Plan:

@@ -10,7 +10,6 @@ index) into a temp folder renamed into place when complete.
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -23,17 +22,16 @@ from forge_cuda import hf_export, modeling_sentinel, wrappers
 from forge_cuda.pruning.defrag import model_layout
 from forge_cuda.families import family_for
 from sentinel.atomic import atomic_dir
+from sentinel.config import family_config, read_config as raw_config
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import HeadLayout, read_layout
-from sentinel.remote_code import base_config, is_forged_config
+from sentinel.remote_code import is_forged_config
 from sentinel.weights import weight_files
 
 
 def read_config(path: Path) -> dict:
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise SentinelError(f"{path} is not a model folder (no config.json)")
-    return base_config(json.loads((path / "config.json").read_text()))  # a forged folder reads as its family
+    """A folder's config.json; a forged folder reads as its family (sentinel.config.family_config)."""
+    return family_config(path)
 
 
 def build_empty(config, layout: HeadLayout, dtype: torch.dtype, attn_implementation: str | None = None) -> nn.Module:
@@ -79,7 +77,7 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
     raw = wrapper.text_config(source_raw) if wrapper else source_raw
     layout = read_layout(raw)
     family_for(raw.get("model_type", "?"))
-    forged = is_forged_config(json.loads((path / "config.json").read_text()))  # model_type stock cannot resolve
+    forged = is_forged_config(raw_config(path))  # model_type stock cannot resolve
     config = AutoConfig.for_model(**raw) if wrapper or forged else AutoConfig.from_pretrained(path)
     model = build_empty(config, layout, dtype, attn_implementation)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from sentinel.errors import SentinelError
-from sentinel.layout import read_layout, text_config
+from sentinel.config import text_config
+from sentinel.layout import read_layout
 
 KV_STEP = 256  # mlx_lm.models.cache.KVCache.step
 PREFILL_STEP = 2048  # mlx_lm.generate.generate_step's prefill_step_size
@@ -266,7 +267,7 @@ def fit(facts: ModelFacts, target, context: int) -> dict[str, Any]:
 def plan(model: str | Path, targets: list, contexts: list[int], dtype: Optional[str] = None,
          quantize: Optional[int] = None, group_size: int = 64) -> dict[str, Any]:
     """The ``sentinel plan`` report: one fit per target and context, all labelled estimated."""
-    from sentinel.cli.options import MAX_CONTEXT
+    from sentinel.config import MAX_CONTEXT
 
     if not contexts or any(not 0 < c <= MAX_CONTEXT for c in contexts):
         raise SentinelError(f"contexts must be token counts between 1 and {MAX_CONTEXT:,}")

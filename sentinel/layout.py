@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
+from sentinel.config import text_config
 from sentinel.errors import LayoutError
 from sentinel.ranges import encode_index_list, read_index_list, to_ranges
 

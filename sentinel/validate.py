@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Mapping, Optional
 
+from sentinel.config import read_config, text_config as _text_config
 from sentinel.errors import SentinelError
 
 # (key, alternative key used by gpt2-style configs); required in every supported family.
@@ -41,29 +42,6 @@ class ModelFolder:
     @property
     def context(self) -> Optional[int]:
         return model_context(self.config)
-
-
-def read_config(folder: Path) -> dict:
-    """config.json of ``folder`` (or the config file itself) as a dict, or one line saying why it cannot be."""
-    path = Path(folder)
-    if path.is_dir() or not path.exists():
-        path = path / "config.json"
-    if not path.is_file():
-        raise SentinelError(f"{folder} is not a model folder (no config.json)")
-    try:
-        config = json.loads(path.read_bytes())
-    except PermissionError:
-        raise SentinelError(f"cannot read {path} (permission denied)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SentinelError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise SentinelError(f"{path} must hold a JSON object, not a {type(config).__name__}")
-    return config
-
-
-def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    inner = config.get("text_config")
-    return inner if isinstance(inner, Mapping) else config
 
 
 def _positive_int(value: Any) -> bool:

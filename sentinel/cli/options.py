@@ -14,7 +14,7 @@ import click
 
 # Longest context any command accepts: far beyond every supported model, small enough that
 # planning it stays instant (the planner walks prefill chunks of 2048 tokens).
-MAX_CONTEXT = 1 << 24
+from sentinel.config import MAX_CONTEXT  # noqa: E402 (the bound the runtime checks too)
 
 
 class FiniteFloat(click.FloatRange):
