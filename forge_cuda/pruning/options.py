@@ -80,7 +80,8 @@ class PruneOptions:
 
     def _check_combinations(self) -> None:
         if self.criterion in HEAD_ONLY_CRITERIA and "channels" in self.kinds:
-            why = "a size target also cuts MLP channels" if self.target_params is not None else "--mlp-level cuts MLP channels"
+            why = ("a size target also cuts MLP channels" if self.target_params is not None
+                   else "--mlp-level cuts MLP channels")
             raise SentinelError(f"{self.criterion} scores attention heads only and {why}; use taylor or activation, "
                                 "or explicit --prune-level without --mlp-level")
         if self.mitosis_rounds and self.target_params is not None:

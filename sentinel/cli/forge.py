@@ -38,13 +38,15 @@ _SCHEDULE = [
     click.option("--recovery", type=click.Choice(["distill", "lora"]), default="distill", show_default=True,
                  help="distill: match the unpruned domain-tuned teacher's logits (KL); lora: LoRA on labels."),
     click.option("--max-ppl-increase", default=None,
-                 help="Budget mode, e.g. 2%: stop once forged PPL exceeds control PPL by more; keep the last that met it."),
+                 help="Budget mode, e.g. 2%: stop once forged PPL exceeds control PPL by more; "
+                      "keep the last that met it."),
     click.option("--no-control", is_flag=True, help="Skip the control run (not recommended)."),
 ]
 
 
 _TRAIN = [
-    click.option("--train", "trainable", type=click.Choice(["auto", "full", "lora"]), default="auto", show_default=True,
+    click.option("--train", "trainable", type=click.Choice(["auto", "full", "lora"]), default="auto",
+                 show_default=True,
                  help="Trainable parameters for stage 0, control and distillation (auto: full unless --tier nf4)."),
     click.option("--distill-temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
                  help="Softmax temperature of the distillation KL."),
@@ -52,7 +54,8 @@ _TRAIN = [
                  help="Weight of the KL term; 1 - alpha goes to the label loss."),
     click.option("--distill-top-k", type=click.IntRange(min=1), default=None,
                  help="Match only the teacher's top-k tokens (renormalised) instead of the full vocabulary."),
-    click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Training steps per stage."),
+    click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+                 help="Training steps per stage."),
     click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Windows per step."),
     click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Batches accumulated per optimizer step."),
