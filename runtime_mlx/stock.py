@@ -1,15 +1,18 @@
-"""Make a converted forged folder openable by stock mlx-lm tools.
+"""Make a converted forged folder openable by stock mlx-lm tools, with only mlx-lm installed.
 
 mlx-lm builds its own class for a config's model_type, which cannot hold
 irregular heads. Its escape hatch is a ``model_file`` key in config.json naming
 a Python file in the folder that defines ``Model`` and ``ModelArgs``; stock tools
-run it only with ``--trust-remote-code``. The file written here is a three-line
-shim onto runtime_mlx, so the folder needs Sentinel's runtime installed next to
-mlx-lm (``pip install 'sentinel-forge[mlx]'``) but no copy of our code.
+run it only with ``--trust-remote-code`` (without it they stop with an error
+naming that flag). The file written here is a copy of our own model module for
+the family (runtime_mlx/models/decoder.py, gpt2.py or qwen3_5.py: mlx + mlx-lm
+only), so the folder runs where Sentinel is not installed.
 """
 
 from __future__ import annotations
 
+import importlib
+import shutil
 from pathlib import Path
 
 from sentinel.atomic import read_json, write_json
@@ -17,31 +20,26 @@ from sentinel.errors import SentinelError
 
 MODEL_FILE = "sentinel_model.py"
 
-SHIM = '''"""Sentinel per-layer-head model for stock mlx-lm tools (run them with --trust-remote-code)."""
 
-try:
-    from runtime_mlx.models import get_model_classes
-except ImportError as e:  # stock mlx-lm without Sentinel's runtime
-    raise ImportError("this folder holds a Sentinel model with per-layer heads: "
-                      "pip install 'sentinel-forge[mlx]' next to mlx-lm") from e
-
-Model, ModelArgs = get_model_classes({{'model_type': {model_type!r}}})
-'''
-
-
-def install_model_file(folder: str | Path) -> Path:
-    """Write ``sentinel_model.py`` and point config.json's ``model_file`` at it; return the file."""
+def family_module_file(model_type: str) -> Path:
+    """The self-contained source file of our MLX model for a model_type."""
     from runtime_mlx.models import FAMILIES
 
-    folder = Path(folder)
-    config = read_json(folder / "config.json")
-    model_type = config.get("model_type")
     if model_type not in FAMILIES:
         raise SentinelError(f"unsupported model family {model_type!r}; the Sentinel runtime supports "
                             f"{', '.join(sorted(FAMILIES))}")
+    module = importlib.import_module(f"runtime_mlx.models.{FAMILIES[model_type]}")
+    return Path(importlib.import_module(module.Model.__module__).__file__)
+
+
+def install_model_file(folder: str | Path) -> Path:
+    """Copy the family's model file as ``sentinel_model.py``, point config.json's ``model_file`` at it."""
+    folder = Path(folder)
+    config = read_json(folder / "config.json")
+    source = family_module_file(config.get("model_type"))
     path = folder / MODEL_FILE
     tmp = path.with_suffix(".py.tmp")
-    tmp.write_text(SHIM.format(model_type=model_type))
+    shutil.copyfile(source, tmp)
     tmp.replace(path)
     config["model_file"] = MODEL_FILE
     write_json(folder / "config.json", config)

@@ -24,11 +24,15 @@ def run_stock(*args):
     return subprocess.run([sys.executable, "-m", "mlx_lm", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_install_model_file_writes_shim(prepared):
+def test_install_model_file_copies_our_model(prepared):
     cfg = json.loads((prepared / "config.json").read_text())
     assert cfg["model_file"] == "sentinel_model.py"
     assert "sentinel_layout" in cfg  # the layout block survives
-    assert (prepared / "sentinel_model.py").read_text().count("get_model_classes({'model_type': 'llama'})") == 1
+    from runtime_mlx.models import decoder
+
+    # a copy of our own model module (mlx + mlx-lm only), not a shim onto an installed runtime
+    assert (prepared / "sentinel_model.py").read_text() == open(decoder.__file__).read()
+    assert "runtime_mlx" not in (prepared / "sentinel_model.py").read_text().replace("runtime_mlx/models", "")
 
 
 def test_stock_generate_matches_ours(prepared):

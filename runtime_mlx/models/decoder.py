@@ -1,27 +1,107 @@
-"""The decoder shared by llama, mistral, qwen2 and qwen3, with its own head counts per layer.
+"""llama, mistral, qwen2 and qwen3 with their own head counts and MLP width per layer.
 
 These families really agree: pre-norm blocks, RoPE attention with grouped KV
-heads, SwiGLU MLP. They differ only in which projections carry a bias and
-whether queries/keys get a per-head RMSNorm (qwen3); each family file sets
-those switches. Weight names are the ones stock mlx-lm uses for these families.
+heads, SwiGLU MLP. They differ only in which projections carry a bias, the
+default RoPE base and whether queries/keys get a per-head RMSNorm (qwen3);
+``ModelArgs`` derives those from ``model_type``. Weight names are stock mlx-lm's.
+
+Self-contained on purpose (mlx + mlx-lm only): convert copies this file into a
+forged MLX folder as its ``model_file``, so stock ``mlx_lm generate/chat/server/
+benchmark --trust-remote-code`` run the folder where Sentinel is not installed.
+The per-layer counts block below is repeated verbatim in gpt2.py and qwen3_5.py
+(tests/test_standalone_mlx.py checks the copies agree).
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import Any, List, Optional
 
 import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.models.activations import swiglu
-from mlx_lm.models.base import create_attention_mask, scaled_dot_product_attention
+from mlx_lm.models.base import BaseModelArgs, create_attention_mask, scaled_dot_product_attention
 from mlx_lm.models.rope_utils import initialize_rope
 
-from runtime_mlx.models.heads import PerLayerArgs
+# --- per-layer counts from config.json's sentinel_layout (same copy in every model file) ---------
+LAYOUT_KEY = "sentinel_layout"
+READABLE_VERSIONS = (1, 2, 3)
+
+
+def count_indices(value) -> int:
+    """Length of a stored index list: plain ints (v1/v2) or [start, stop) pairs (v3)."""
+    if value and all(isinstance(v, (list, tuple)) for v in value):
+        return sum(int(stop) - int(start) for start, stop in value)
+    return len(value)
+
+
+def layer_counts(params: dict, n_layers: int):
+    """(query heads, KV heads, MLP width or None) lists per layer; None for an unpruned config."""
+    block = params.get(LAYOUT_KEY)
+    if not block:
+        return None
+    version = block.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{LAYOUT_KEY} format_version {version!r} is newer than this model file reads")
+    layers = block.get("layers") or []
+    if len(layers) != n_layers:
+        raise ValueError(f"{LAYOUT_KEY} lists {len(layers)} layers, the model has {n_layers}")
+    return ([count_indices(l["q_heads"]) for l in layers], [count_indices(l["kv_heads"]) for l in layers],
+            [count_indices(l["mlp_channels"]) if l.get("mlp_channels") is not None else None for l in layers])
+
+
+@dataclass(kw_only=True)  # keyword-only, so families can still declare required fields
+class PerLayerArgs(BaseModelArgs):
+    """Mixin fields: query heads, KV heads and MLP width of every layer (None = uniform)."""
+
+    layer_heads: Optional[List[int]] = None
+    layer_kv_heads: Optional[List[int]] = None
+    layer_intermediate: Optional[List[Optional[int]]] = None
+
+    @classmethod
+    def from_dict(cls, params):
+        args = super().from_dict(params)
+        if params.get("layer_heads") is None:
+            counts = layer_counts(params, args.num_layers_for_heads())
+            if counts is not None:
+                args.layer_heads, args.layer_kv_heads, args.layer_intermediate = counts
+        args.fill_layer_lists()
+        return args
+
+    def __post_init__(self):
+        self.fill_layer_lists()
+
+    def fill_layer_lists(self) -> None:
+        """Uniform lists for args built by hand (no layout), then check lengths agree."""
+        n = self.num_layers_for_heads()
+        if self.layer_heads is None:
+            self.layer_heads = [self.base_heads()] * n
+        if self.layer_kv_heads is None:
+            self.layer_kv_heads = [self.base_kv_heads()] * n
+        if self.layer_intermediate is None:
+            self.layer_intermediate = [None] * n
+        for name in ("layer_heads", "layer_kv_heads", "layer_intermediate"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} lists {len(getattr(self, name))} layers, the model has {n}")
+
+    # Families name these differently (llama: num_attention_heads, gpt2: n_head).
+    def num_layers_for_heads(self) -> int:
+        return self.num_hidden_layers
+
+    def base_heads(self) -> int:
+        return self.num_attention_heads
+
+    def base_kv_heads(self) -> int:
+        return self.num_key_value_heads or self.num_attention_heads
+# --- end of the shared block ---------------------------------------------------------------------
+
+
+def family_of(model_type: str) -> str:
+    """A forged HF folder's ``sentinel_llama`` reads as ``llama``."""
+    return model_type.removeprefix("sentinel_")
 
 
 @dataclass
-class DecoderArgs(PerLayerArgs):
+class ModelArgs(PerLayerArgs):
     model_type: str
     hidden_size: int
     num_hidden_layers: int
@@ -37,9 +117,8 @@ class DecoderArgs(PerLayerArgs):
     rope_scaling: Optional[dict] = None
     rope_parameters: Optional[dict] = None
     tie_word_embeddings: bool = True
-
-    default_rope_theta: ClassVar[float] = 10000.0
-    qk_norm: ClassVar[bool] = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
 
     def __post_init__(self):
         if self.num_key_value_heads is None:
@@ -52,25 +131,32 @@ class DecoderArgs(PerLayerArgs):
             if self.rope_scaling is None:
                 self.rope_scaling = self.rope_parameters
         if self.rope_theta is None:
-            self.rope_theta = self.default_rope_theta
+            self.rope_theta = 1000000.0 if self.family in ("qwen2", "qwen3") else 10000.0
         super().__post_init__()
 
-    # Bias switches; each family overrides what differs.
     @property
-    def qkv_bias(self) -> bool:
-        return False
+    def family(self) -> str:
+        return family_of(self.model_type)
+
+    @property
+    def qk_norm(self) -> bool:
+        return self.family == "qwen3"
+
+    @property
+    def qkv_bias(self) -> bool:  # qwen2 always biases q/k/v (not o)
+        return self.family == "qwen2" or self.attention_bias
 
     @property
     def o_bias(self) -> bool:
-        return False
+        return self.attention_bias and self.family != "qwen2"
 
     @property
     def mlp_has_bias(self) -> bool:
-        return False
+        return self.mlp_bias
 
 
 class Attention(nn.Module):
-    def __init__(self, args: DecoderArgs, n_heads: int, n_kv_heads: int):
+    def __init__(self, args: ModelArgs, n_heads: int, n_kv_heads: int):
         super().__init__()
         dim, head_dim = args.hidden_size, args.head_dim
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
@@ -120,7 +206,7 @@ class MLP(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, args: DecoderArgs, index: int):
+    def __init__(self, args: ModelArgs, index: int):
         super().__init__()
         self.self_attn = Attention(args, args.layer_heads[index], args.layer_kv_heads[index])
         self.mlp = MLP(args.hidden_size, args.layer_intermediate[index] or args.intermediate_size,
@@ -134,7 +220,7 @@ class TransformerBlock(nn.Module):
 
 
 class DecoderStack(nn.Module):
-    def __init__(self, args: DecoderArgs):
+    def __init__(self, args: ModelArgs):
         super().__init__()
         self.embed_tokens = nn.Embedding(args.vocab_size, args.hidden_size)
         self.layers = [TransformerBlock(args, i) for i in range(args.num_hidden_layers)]
@@ -153,7 +239,7 @@ class DecoderStack(nn.Module):
 class Model(nn.Module):
     """mlx-lm's model protocol: ``__call__(inputs, cache)``, ``layers``, ``sanitize``."""
 
-    def __init__(self, args: DecoderArgs):
+    def __init__(self, args: ModelArgs):
         super().__init__()
         self.args = args
         self.model_type = args.model_type

@@ -4,19 +4,91 @@ Multi-head attention (one KV head per query head), learned positions, LayerNorm,
 tanh-GELU MLP. Unlike stock mlx-lm's gpt2 it honours ``n_inner`` and an untied
 ``lm_head``. Weight names are stock mlx-lm's (``model.h.{i}.attn.c_attn``...);
 raw HF names (Conv1D, optional ``transformer.`` prefix) are accepted too.
+
+Self-contained (mlx + mlx-lm only): convert copies it into a forged MLX folder as its
+``model_file`` for stock mlx-lm tools; the counts block is the same as decoder.py's.
 """
 
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.base import create_attention_mask, scaled_dot_product_attention
+from mlx_lm.models.base import BaseModelArgs, create_attention_mask, scaled_dot_product_attention
 
-from runtime_mlx.models.heads import PerLayerArgs
+# --- per-layer counts from config.json's sentinel_layout (same copy in every model file) ---------
+LAYOUT_KEY = "sentinel_layout"
+READABLE_VERSIONS = (1, 2, 3)
+
+
+def count_indices(value) -> int:
+    """Length of a stored index list: plain ints (v1/v2) or [start, stop) pairs (v3)."""
+    if value and all(isinstance(v, (list, tuple)) for v in value):
+        return sum(int(stop) - int(start) for start, stop in value)
+    return len(value)
+
+
+def layer_counts(params: dict, n_layers: int):
+    """(query heads, KV heads, MLP width or None) lists per layer; None for an unpruned config."""
+    block = params.get(LAYOUT_KEY)
+    if not block:
+        return None
+    version = block.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"{LAYOUT_KEY} format_version {version!r} is newer than this model file reads")
+    layers = block.get("layers") or []
+    if len(layers) != n_layers:
+        raise ValueError(f"{LAYOUT_KEY} lists {len(layers)} layers, the model has {n_layers}")
+    return ([count_indices(l["q_heads"]) for l in layers], [count_indices(l["kv_heads"]) for l in layers],
+            [count_indices(l["mlp_channels"]) if l.get("mlp_channels") is not None else None for l in layers])
+
+
+@dataclass(kw_only=True)  # keyword-only, so families can still declare required fields
+class PerLayerArgs(BaseModelArgs):
+    """Mixin fields: query heads, KV heads and MLP width of every layer (None = uniform)."""
+
+    layer_heads: Optional[List[int]] = None
+    layer_kv_heads: Optional[List[int]] = None
+    layer_intermediate: Optional[List[Optional[int]]] = None
+
+    @classmethod
+    def from_dict(cls, params):
+        args = super().from_dict(params)
+        if params.get("layer_heads") is None:
+            counts = layer_counts(params, args.num_layers_for_heads())
+            if counts is not None:
+                args.layer_heads, args.layer_kv_heads, args.layer_intermediate = counts
+        args.fill_layer_lists()
+        return args
+
+    def __post_init__(self):
+        self.fill_layer_lists()
+
+    def fill_layer_lists(self) -> None:
+        """Uniform lists for args built by hand (no layout), then check lengths agree."""
+        n = self.num_layers_for_heads()
+        if self.layer_heads is None:
+            self.layer_heads = [self.base_heads()] * n
+        if self.layer_kv_heads is None:
+            self.layer_kv_heads = [self.base_kv_heads()] * n
+        if self.layer_intermediate is None:
+            self.layer_intermediate = [None] * n
+        for name in ("layer_heads", "layer_kv_heads", "layer_intermediate"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} lists {len(getattr(self, name))} layers, the model has {n}")
+
+    # Families name these differently (llama: num_attention_heads, gpt2: n_head).
+    def num_layers_for_heads(self) -> int:
+        return self.num_hidden_layers
+
+    def base_heads(self) -> int:
+        return self.num_attention_heads
+
+    def base_kv_heads(self) -> int:
+        return self.num_key_value_heads or self.num_attention_heads
+# --- end of the shared block ---------------------------------------------------------------------
 
 
 @dataclass
