@@ -34,13 +34,13 @@ def chat_tokenizer():
                                    pad_token="<|im_end|>", unk_token="<|endoftext|>", chat_template=TEMPLATE)
 
 
-def vocab_model(model_type: str, tie: bool = False, seed: int = 0):
+def vocab_model(model_type: str, tie: bool = False, seed: int = 0, **overrides):
     """A tiny random model whose rows match chat_tokenizer(), special ids set as a real config has them."""
     from tiny import tiny_model
 
     tok = chat_tokenizer()
     ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = tiny_model(model_type, seed=seed, vocab_size=VOCAB, tie_word_embeddings=tie, **ids)
+    model = tiny_model(model_type, seed=seed, vocab_size=VOCAB, tie_word_embeddings=tie, **ids, **overrides)
     for key, value in ids.items():
         setattr(model.generation_config, key, value)
     return model
