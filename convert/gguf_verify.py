@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sentinel.atomic import write_json
-from sentinel.errors import SentinelError
+from sentinel.atomic import check_report_folder, write_json, write_text
+from sentinel.errors import SentinelError, os_error
 
 SCHEMA = 1
 DEFAULTS = {"contexts": (128, 512), "decode_tokens": 32, "repeats": 3}
@@ -87,6 +87,7 @@ def verify_gguf(model: str | os.PathLike, targets=None, contexts=None, decode_to
     decode_tokens = decode_tokens or DEFAULTS["decode_tokens"]
     repeats = repeats or DEFAULTS["repeats"]
     chosen = get_targets(targets)
+    folder = check_report_folder(Path(out) if out else path.parent)  # before the measurement, not after
     args = json.dumps({"path": str(path.resolve()), "contexts": contexts, "decode_tokens": decode_tokens,
                        "repeats": repeats})
     child = subprocess.run([sys.executable, "-m", "convert.gguf_verify", args], capture_output=True, text=True,
@@ -102,14 +103,13 @@ def verify_gguf(model: str | os.PathLike, targets=None, contexts=None, decode_to
               "targets": [{"target": t.name, "status": "verified" if is_device(t, facts) else "not measured",
                            "note": "measured on this machine" if is_device(t, facts)
                            else "this machine is not this target; run `sentinel verify` there"} for t in chosen]}
-    folder = Path(out) if out else path.parent
-    folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / f"{path.stem}.verify.json"
-    write_json(json_path, report)
-    md = json_path.with_suffix(".md")
-    tmp = md.with_name(f".{md.name}.tmp-{os.getpid()}")
-    tmp.write_text(render_markdown(report))
-    os.replace(tmp, md)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(json_path, report)
+        write_text(json_path.with_suffix(".md"), render_markdown(report))
+    except OSError as e:
+        raise os_error(e, json_path) from None
     return report, json_path
 
 

@@ -25,6 +25,7 @@ from convert.gguf_vocab import add_tokenizer, pre_tokenizer_name, read_tokenizer
 from sentinel.errors import SentinelError
 from sentinel.layout import is_pruned, read_layout
 from sentinel.paths import cache_root
+from sentinel.remote_code import base_config
 from sentinel.validate import check_model_folder, check_tokenizer_files
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -45,7 +46,7 @@ def convert_to_gguf(src, out=None, outtype: str = "f16", force: bool = False, pr
     if outtype not in OUTTYPES:
         raise SentinelError(f"unsupported --outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     folder = check_model_folder(src)  # config values, layout, safetensors headers
-    config = folder.config
+    config = base_config(folder.config)  # a forged folder's sentinel_<family> read as its family
     layout = read_layout(config)
     check_tokenizer_files(src)
     tensors = open_source(src)

@@ -75,14 +75,20 @@ class ModelFacts:
 def read_config(model: str | Path) -> tuple[dict, Optional[Path]]:
     """config.json of a folder (or the file itself), validated; the folder is returned when there is one.
 
-    A folder's weights are checked too when it has any (a folder with config.json alone is
-    planned from the config)."""
+    A folder must hold weights that agree with its config and layout (sentinel.weight_check);
+    to plan from a config alone, give the config.json file."""
     from runtime_mlx.models import FAMILIES
     from sentinel.validate import check_config, check_model_folder, read_config as read_folder_config
+    from sentinel.weight_check import check_weights_match
 
     path = Path(model).expanduser()
     if path.is_dir():
-        return check_model_folder(path, FAMILIES, weights_required=False).config, path
+        config = check_model_folder(path, FAMILIES, weights_required=False).config
+        if not glob.glob(str(path / "*.safetensors")) and not (path / "model.safetensors.index.json").exists():
+            raise SentinelError(f"{path} has no safetensors weights; to plan from the config alone, give "
+                                f"{path / 'config.json'}")
+        check_weights_match(path, config)  # headers only: weights of another model get no confident plan
+        return config, path
     if not path.is_file():
         raise SentinelError(f"{path} not found (give a model folder or its config.json)")
     config = read_folder_config(path)
@@ -104,38 +110,11 @@ def safetensors_headers(folder: Path) -> dict[str, tuple[str, list[int]]]:
 
 
 def config_tensors(config: Mapping[str, Any], dtype: str) -> dict[str, tuple[str, list[int]]]:
-    """The tensors a model of this config holds (names in HF style), for when there are no weights yet."""
-    cfg = text_config(config)
-    layout = read_layout(config)
-    base = layout.base
-    h, hd, vocab = base.hidden_size, base.head_dim, int(cfg.get("vocab_size", 0))
-    inter = base.intermediate_size or 4 * h
-    gpt2 = cfg.get("model_type") == "gpt2"
-    qkv_bias = gpt2 or cfg.get("model_type") == "qwen2" or bool(cfg.get("attention_bias"))
-    t: dict[str, tuple[str, list[int]]] = {"embed": (dtype, [vocab, h]), "norm": (dtype, [h])}
-    if gpt2:
-        t["wpe"] = (dtype, [int(cfg.get("n_positions", 1024)), h])
-        t["norm.bias"] = (dtype, [h])
-    if not cfg.get("tie_word_embeddings", True):
-        t["lm_head"] = (dtype, [vocab, h])
-    for i, layer in enumerate(layout.layers):
-        q, kv = layer.num_heads * hd, layer.num_kv_heads * hd
-        m = len(layer.mlp_channels) if layer.mlp_channels is not None else inter
-        p = f"layers.{i}."
-        t[p + "q"], t[p + "k"], t[p + "v"] = (dtype, [q, h]), (dtype, [kv, h]), (dtype, [kv, h])
-        t[p + "o"] = (dtype, [h, q])
-        if qkv_bias:
-            t[p + "qkv.bias"] = (dtype, [q + 2 * kv])
-        if gpt2:
-            t[p + "fc"], t[p + "proj"] = (dtype, [m, h]), (dtype, [h, m])
-            t[p + "biases"] = (dtype, [m + 2 * h])
-            t[p + "norms"] = (dtype, [4 * h])
-        else:
-            t[p + "gate"], t[p + "up"], t[p + "down"] = (dtype, [m, h]), (dtype, [m, h]), (dtype, [h, m])
-            t[p + "norms"] = (dtype, [2 * h])
-        if cfg.get("model_type") == "qwen3":
-            t[p + "qk_norm"] = (dtype, [2 * hd])
-    return t
+    """The tensors a model of this config holds, for when there are no weights yet: the family's
+    one description (runtime_mlx/shapes.py), the same the converter writes by."""
+    from runtime_mlx.shapes import tensor_shapes
+
+    return {name: (dtype, list(shape)) for name, shape in tensor_shapes(config, read_layout(config)).items()}
 
 
 def _nbytes(dtype: str, shape: list[int]) -> int:

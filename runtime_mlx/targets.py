@@ -103,7 +103,9 @@ def get_targets(names: Optional[str | list[str]] = None) -> list[Target]:
     """Targets by name ("a,b" or a list); the default set when ``names`` is empty."""
     table = all_targets()
     if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
+        given, names = names, [n.strip() for n in names.split(",") if n.strip()]
+        if not names:  # "--target ," must not silently mean the default set
+            raise SentinelError(f"--target {given!r} names no target; known: {', '.join(sorted(table))}")
     names = list(names or DEFAULT_TARGETS)
     unknown = [n for n in names if n not in table]
     if unknown:

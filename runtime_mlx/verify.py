@@ -22,8 +22,8 @@ from typing import Any, Mapping, Optional
 
 from runtime_mlx import planner
 from runtime_mlx.targets import Target, device_facts, get_targets, is_device
-from sentinel.atomic import check_creatable, write_json, write_text
-from sentinel.errors import SentinelError
+from sentinel.atomic import check_report_folder, write_json, write_text
+from sentinel.errors import SentinelError, os_error
 
 SCHEMA = 1
 # Apple GPUs take real contexts in seconds; MLX's CPU backend needs ~0.2 s per token for a 135M model.
@@ -219,8 +219,7 @@ def verify(model: str | Path, targets: Optional[str | list[str]] = None, context
     repeats = repeats or defaults["repeats"]
     _positive("contexts", contexts)
     _positive("--decode-tokens and --repeats", [decode_tokens, repeats])
-    if out is not None:
-        check_creatable(out)  # before minutes of measuring, not after
+    check_report_folder(out if out is not None else folder)  # before minutes of measuring, not after
     mfacts = planner.model_facts(folder)
     measured = measure(folder, contexts, decode_tokens, repeats, progress, keep_dtype)
     computed = measured["compute_dtype"]
@@ -235,6 +234,5 @@ def verify(model: str | Path, targets: Optional[str | list[str]] = None, context
         write_json(out / "verify.json", report)
         write_text(out / "verify.md", render_markdown(report))
     except OSError as e:
-        raise SentinelError(f"cannot write the verification report into {out} ({e.strerror or e}); "
-                            "use --out") from None
+        raise os_error(e, out / "verify.json") from None
     return report, out / "verify.json"

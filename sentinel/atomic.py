@@ -80,6 +80,13 @@ def check_writable(target: str | os.PathLike) -> Path:
     return target
 
 
+def check_report_folder(folder: str | os.PathLike) -> Path:
+    """A folder that reports (verify.json, .md) will be written into: creatable, not a file, writable."""
+    folder = check_creatable(folder)
+    check_writable(folder / "report")
+    return folder
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

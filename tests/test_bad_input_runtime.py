@@ -98,19 +98,19 @@ MESSAGES = {"config-list": "must hold a JSON object", "config-invalid-json": "is
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("kind", KINDS)
 def test_broken_model_folder_is_one_line(command, kind, tiny, tmp_path):
-    if command == "plan" and kind == "no-weights":
-        pytest.skip("plan predicts from config.json alone by design (tested below)")
     folder = broken(tiny, tmp_path, kind)
     line = run_bad(tmp_path, COMMANDS[command](folder), input="hello\n", code=1)
     want = MESSAGES[kind]
     if command == "plan" and kind == "pickle-only":
         want = "holds only pickle weights (pytorch_model.bin)"
+    if command == "plan" and kind == "no-weights":
+        want = "has no safetensors weights; to plan from the config alone, give"
     assert want in line
 
 
 def test_plan_without_weights_uses_config(tiny, tmp_path):
     folder = broken(tiny, tmp_path, "no-weights")
-    result = CliRunner().invoke(main, ["plan", str(folder), "--json"])
+    result = CliRunner().invoke(main, ["plan", str(folder / "config.json"), "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["facts"]["source"] == "config.json"
 
