@@ -72,12 +72,15 @@ class GreedySearch:
     def __init__(self, space: Space):
         self.space = space
 
-    def select(self, requested: int, kinds: tuple[str, ...] = ("group", "query", "channels")) -> UnitSelection:
-        """Remove at least ``requested`` parameters (and less than one channel group more, where possible)."""
+    def select(self, requested: int, kinds: tuple[str, ...] | None = None) -> UnitSelection:
+        """Remove at least ``requested`` parameters (and less than one channel group more, where possible).
+
+        ``kinds``: the move kinds allowed (default: every kind the space's parts offer).
+        """
         removed, taken = 0, {"group": 0, "query": 0, "channels": 0}
         slack = self.space.slack()
         while removed < requested:
-            moves = [m for m in self.space.moves() if m.kind in kinds]
+            moves = [m for m in self.space.moves() if kinds is None or m.kind in kinds]
             fitting = [m for m in moves if m.cost <= requested - removed + slack] or moves
             if not fitting:
                 raise SentinelError(f"cannot remove {requested:,} parameters: every layer is at its floor after "

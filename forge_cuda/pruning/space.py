@@ -18,6 +18,7 @@ shapes it allows while the greedy search steps between them. A global unit kind
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from torch import nn
@@ -114,6 +115,19 @@ class Move:
         return self.score / self.cost
 
 
+class Part(Protocol):
+    """What a search needs from one place units live (a layer, or a global kind such as vocabulary rows)."""
+
+    removed: dict[str, int]  # units removed so far, by unit name
+
+    def moves(self, part: int, space: "Space") -> list[Move]: ...  # the legal moves now, tagged with ``part``
+    def apply(self, move: Move) -> None: ...
+    def returnable(self, part: int) -> Move | None: ...  # the last fine-grained move, if it can be undone
+    def give_back(self) -> None: ...  # undo that move
+    def write(self, layout: HeadLayout, new: HeadLayout) -> HeadLayout: ...  # ``new`` plus what this part keeps
+    # a global part may also define ``slack() -> int``: its largest fine-grained move (see Space.slack)
+
+
 @dataclass
 class LayerPart:
     """What one layer still keeps, weakest last, and the moves it can make next."""
@@ -193,7 +207,7 @@ class Space:
 
     layout: HeadLayout
     costs: dict[int, LayerCosts]
-    parts: list[LayerPart]
+    parts: list[Part]  # layer parts in layer order; global parts (if any) after them
     mode: str = "auto"
     min_heads: int = 1
     min_channels: int = 1
@@ -232,7 +246,8 @@ class Space:
 
     def slack(self) -> int:
         """The largest fine-grained move: how far a size target may be overshot on the way."""
-        return max((self.channel_group * c.per_channel for c in self.costs.values()), default=0)
+        fine = [p.slack() for p in self.parts if not isinstance(p, LayerPart) and hasattr(p, "slack")]
+        return max([self.channel_group * c.per_channel for c in self.costs.values()] + fine, default=0)
 
     def returnable(self) -> list[Move]:
         return [m for n, part in enumerate(self.parts) for m in [part.returnable(n)] if m is not None]
@@ -241,7 +256,8 @@ class Space:
         self.parts[move.part].give_back()
 
     def removed_units(self) -> dict[str, int]:
-        return {k: sum(p.removed[k] for p in self.parts) for k in ("q", "kv", "channels")}
+        names = dict.fromkeys(["q", "kv", "channels"] + [k for p in self.parts for k in p.removed])
+        return {k: sum(p.removed.get(k, 0) for p in self.parts) for k in names}
 
     def result(self) -> HeadLayout:
         """The layout every part's kept units make (validated against the format)."""
