@@ -53,11 +53,22 @@ def _renumber_specials(model: nn.Module, new_id: dict[int, int]) -> None:
 
 
 def _new_embedding(old: nn.Embedding, idx: torch.Tensor, padding_idx: int | None) -> nn.Embedding:
-    emb = nn.Embedding(len(idx), old.embedding_dim, padding_idx=padding_idx,
-                       device=old.weight.device, dtype=old.weight.dtype)
-    emb.weight = nn.Parameter(old.weight.detach().index_select(0, idx).clone(),
-                              requires_grad=old.weight.requires_grad)
+    emb = nn.Embedding(len(idx), old.embedding_dim, padding_idx=padding_idx, device="meta")
+    emb.weight = _rows(old.weight, idx)
     return emb
+
+
+def _rows(param: nn.Parameter, idx: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(param.detach().index_select(0, idx.to(param.device)).clone(),
+                        requires_grad=param.requires_grad)
+
+
+def _restrict_head(head: nn.Module, idx: torch.Tensor, tied_weight: nn.Parameter | None) -> None:
+    head.weight = tied_weight if tied_weight is not None else _rows(head.weight, idx)
+    if getattr(head, "bias", None) is not None:
+        head.bias = _rows(head.bias, idx)
+    if hasattr(head, "out_features"):
+        head.out_features = len(idx)
 
 
 def restrict_vocab(model: nn.Module, kept: Iterable[int]) -> np.ndarray:
@@ -67,6 +78,10 @@ def restrict_vocab(model: nn.Module, kept: Iterable[int]) -> np.ndarray:
     ids, the new logits equal the old logits at the kept ids.
     """
     kept = np.asarray(kept, dtype=np.int64)
+    wrapper = getattr(model, "_sentinel_wrapper", None)
+    if wrapper is not None and wrapper.keep_vision:  # the vision config names image/video token ids
+        raise SentinelError("a kept vision tower refers to token ids of the full vocabulary: use `--vocab keep` "
+                            "with --keep-vision")
     size = int(model.get_input_embeddings().weight.shape[0])
     if kept.ndim != 1 or not len(kept) or np.any(np.diff(kept) <= 0) or kept[0] < 0 or kept[-1] >= size:
         raise SentinelError(f"kept token ids must be strictly ascending within 0..{size - 1}")
@@ -80,21 +95,11 @@ def restrict_vocab(model: nn.Module, kept: Iterable[int]) -> np.ndarray:
     pad = old_emb.padding_idx
     model.set_input_embeddings(_new_embedding(old_emb, idx, new_id.get(pad) if pad is not None else None))
     if head is not None:
-        if tied:
-            head.weight = model.get_input_embeddings().weight
-        else:
-            head.weight = nn.Parameter(head.weight.detach().index_select(0, idx.to(head.weight.device)).clone(),
-                                       requires_grad=head.weight.requires_grad)
-        if getattr(head, "bias", None) is not None:
-            head.bias = nn.Parameter(head.bias.detach().index_select(0, idx.to(head.bias.device)).clone(),
-                                     requires_grad=head.bias.requires_grad)
-        if hasattr(head, "out_features"):
-            head.out_features = len(kept)
+        _restrict_head(head, idx, model.get_input_embeddings().weight if tied else None)
     for module in model.modules():  # decoders cache vocab_size / padding_idx from the config
         if isinstance(getattr(module, "vocab_size", None), int) and module.vocab_size == size:
             module.vocab_size = len(kept)
-        if module is not model.get_input_embeddings() and getattr(module, "padding_idx", None) == pad \
-                and pad is not None and not isinstance(module, nn.Embedding):
+        if pad is not None and not isinstance(module, nn.Embedding) and getattr(module, "padding_idx", None) == pad:
             module.padding_idx = new_id.get(pad)
     _renumber_specials(model, new_id)
     model.config.vocab_size = len(kept)
