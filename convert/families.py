@@ -3,18 +3,18 @@
 Names follow what stock mlx-lm writes after its own ``sanitize`` (see
 mlx_lm/models/<family>.py): rotary ``inv_freq`` buffers and tied ``lm_head``
 weights are dropped, everything else keeps its HF name. Shapes come from the
-config and the per-layer head layout, so a tensor that disagrees with the
-layout is caught before anything is written.
+MLX side's one description per family (runtime_mlx/shapes.py, which the planner
+counts too), so a tensor that disagrees with the layout is caught before anything is written.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+from runtime_mlx import shapes
+from runtime_mlx.shapes import Shape, tied
 from sentinel.errors import SentinelError
-from sentinel.layout import HeadLayout, text_config
-
-Shape = tuple[int, ...]
+from sentinel.layout import HeadLayout
 
 
 class LlamaLike:
@@ -24,40 +24,7 @@ class LlamaLike:
 
     def expected_shapes(self, config: Mapping[str, Any], layout: HeadLayout) -> dict[str, Shape]:
         """Every tensor the MLX model holds, in model order, with the shape the layout implies."""
-        mt = config["model_type"]
-        hidden, hd, vocab = layout.base.hidden_size, layout.base.head_dim, int(config["vocab_size"])
-        qkv_bias = mt == "qwen2" or bool(config.get("attention_bias", False))
-        o_bias = mt in ("llama", "mistral") and bool(config.get("attention_bias", False))
-        mlp_bias = bool(config.get("mlp_bias", False))
-        shapes: dict[str, Shape] = {"model.embed_tokens.weight": (vocab, hidden)}
-        for i, layer in enumerate(layout.layers):
-            p = f"model.layers.{i}"
-            q, kv = layer.num_heads * hd, layer.num_kv_heads * hd
-            inter = len(layer.mlp_channels) if layer.mlp_channels is not None else layout.base.intermediate_size
-            shapes[f"{p}.self_attn.q_proj.weight"] = (q, hidden)
-            shapes[f"{p}.self_attn.k_proj.weight"] = (kv, hidden)
-            shapes[f"{p}.self_attn.v_proj.weight"] = (kv, hidden)
-            shapes[f"{p}.self_attn.o_proj.weight"] = (hidden, q)
-            if qkv_bias:
-                shapes.update({f"{p}.self_attn.q_proj.bias": (q,), f"{p}.self_attn.k_proj.bias": (kv,),
-                               f"{p}.self_attn.v_proj.bias": (kv,)})
-            if o_bias:
-                shapes[f"{p}.self_attn.o_proj.bias"] = (hidden,)
-            if mt == "qwen3":
-                shapes[f"{p}.self_attn.q_norm.weight"] = (hd,)
-                shapes[f"{p}.self_attn.k_norm.weight"] = (hd,)
-            shapes[f"{p}.mlp.gate_proj.weight"] = (inter, hidden)
-            shapes[f"{p}.mlp.up_proj.weight"] = (inter, hidden)
-            shapes[f"{p}.mlp.down_proj.weight"] = (hidden, inter)
-            if mlp_bias:
-                shapes.update({f"{p}.mlp.gate_proj.bias": (inter,), f"{p}.mlp.up_proj.bias": (inter,),
-                               f"{p}.mlp.down_proj.bias": (hidden,)})
-            shapes[f"{p}.input_layernorm.weight"] = (hidden,)
-            shapes[f"{p}.post_attention_layernorm.weight"] = (hidden,)
-        shapes["model.norm.weight"] = (hidden,)
-        if not tied(config):
-            shapes["lm_head.weight"] = (vocab, hidden)
-        return shapes
+        return shapes.llama_like(config, layout)
 
     def mlx_name(self, name: str, config: Mapping[str, Any]) -> str | None:
         """The MLX name of a source tensor, or None for tensors mlx-lm's sanitize drops."""
@@ -107,24 +74,8 @@ class GPT2:
     conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
     def expected_shapes(self, config: Mapping[str, Any], layout: HeadLayout) -> dict[str, Shape]:
-        embd, hd = layout.base.hidden_size, layout.base.head_dim
-        vocab, positions = int(config["vocab_size"]), int(config["n_positions"])
-        shapes: dict[str, Shape] = {"model.wte.weight": (vocab, embd), "model.wpe.weight": (positions, embd)}
-        for i, layer in enumerate(layout.layers):
-            p = f"model.h.{i}"
-            width = layer.num_heads * hd
-            inter = (len(layer.mlp_channels) if layer.mlp_channels is not None
-                     else layout.base.intermediate_size or 4 * embd)
-            for norm in ("ln_1", "ln_2"):
-                shapes.update({f"{p}.{norm}.weight": (embd,), f"{p}.{norm}.bias": (embd,)})
-            shapes.update({f"{p}.attn.c_attn.weight": (3 * width, embd), f"{p}.attn.c_attn.bias": (3 * width,),
-                           f"{p}.attn.c_proj.weight": (embd, width), f"{p}.attn.c_proj.bias": (embd,),
-                           f"{p}.mlp.c_fc.weight": (inter, embd), f"{p}.mlp.c_fc.bias": (inter,),
-                           f"{p}.mlp.c_proj.weight": (embd, inter), f"{p}.mlp.c_proj.bias": (embd,)})
-        shapes.update({"model.ln_f.weight": (embd,), "model.ln_f.bias": (embd,)})
-        if not tied(config, default=True):
-            shapes["lm_head.weight"] = (vocab, embd)
-        return shapes
+        """The MLX tensors and shapes the layout implies (runtime_mlx/shapes.py)."""
+        return shapes.gpt2(config, layout)
 
     def mlx_name(self, name: str, config: Mapping[str, Any]) -> str | None:
         if name.endswith((".attn.bias", ".attn.masked_bias")):
@@ -162,41 +113,11 @@ class Qwen35:
                      ".q_norm.weight", ".k_norm.weight")
 
     def expected_shapes(self, config: Mapping[str, Any], layout: HeadLayout) -> dict[str, Shape]:
-        cfg = text_config(config)
-        hidden, hd, vocab = layout.base.hidden_size, layout.base.head_dim, int(cfg["vocab_size"])
-        nk, nv = int(cfg["linear_num_key_heads"]), int(cfg["linear_num_value_heads"])
-        dk, dv = int(cfg["linear_key_head_dim"]), int(cfg["linear_value_head_dim"])
-        conv = 2 * nk * dk + nv * dv
-        shapes: dict[str, Shape] = {"language_model.model.embed_tokens.weight": (vocab, hidden)}
-        for i, layer in enumerate(layout.layers):
-            p = f"language_model.model.layers.{i}"
-            if layer_types(cfg)[i] == "linear_attention":
-                shapes.update({f"{p}.linear_attn.dt_bias": (nv,), f"{p}.linear_attn.A_log": (nv,),
-                               f"{p}.linear_attn.conv1d.weight": (conv, int(cfg.get("linear_conv_kernel_dim", 4)), 1),
-                               f"{p}.linear_attn.norm.weight": (dv,),
-                               f"{p}.linear_attn.out_proj.weight": (hidden, nv * dv),
-                               f"{p}.linear_attn.in_proj_qkv.weight": (conv, hidden),
-                               f"{p}.linear_attn.in_proj_z.weight": (nv * dv, hidden),
-                               f"{p}.linear_attn.in_proj_b.weight": (nv, hidden),
-                               f"{p}.linear_attn.in_proj_a.weight": (nv, hidden)})
-            else:
-                q, kv = layer.num_heads * hd, layer.num_kv_heads * hd
-                shapes.update({f"{p}.self_attn.q_proj.weight": (2 * q, hidden),
-                               f"{p}.self_attn.k_proj.weight": (kv, hidden),
-                               f"{p}.self_attn.v_proj.weight": (kv, hidden),
-                               f"{p}.self_attn.o_proj.weight": (hidden, q),
-                               f"{p}.self_attn.q_norm.weight": (hd,), f"{p}.self_attn.k_norm.weight": (hd,)})
-            inter = len(layer.mlp_channels) if layer.mlp_channels is not None else layout.base.intermediate_size
-            shapes.update({f"{p}.mlp.gate_proj.weight": (inter, hidden), f"{p}.mlp.up_proj.weight": (inter, hidden),
-                           f"{p}.mlp.down_proj.weight": (hidden, inter),
-                           f"{p}.input_layernorm.weight": (hidden,), f"{p}.post_attention_layernorm.weight": (hidden,)})
-        shapes["language_model.model.norm.weight"] = (hidden,)
-        if not self._tied(config):
-            shapes["language_model.lm_head.weight"] = (vocab, hidden)
-        return shapes
+        """The MLX tensors and shapes the layout implies (runtime_mlx/shapes.py)."""
+        return shapes.qwen3_5(config, layout)
 
     def _tied(self, config: Mapping[str, Any]) -> bool:
-        return tied(text_config(config), default=tied(config))
+        return shapes.qwen3_5_tied(config)
 
     def mlx_name(self, name: str, config: Mapping[str, Any]) -> str | None:
         if name.startswith(("model.visual.", "visual.", "mtp.", "model.mtp.")) or ".mtp." in name:
@@ -222,20 +143,6 @@ class Qwen35:
     def mlx_config(self, config: dict[str, Any]) -> dict[str, Any]:
         config.pop("vision_config", None)  # the vision tower is not converted (stock drops it too)
         return config
-
-
-def layer_types(cfg: Mapping[str, Any]) -> list[str]:
-    """Per-layer attention kind; older configs give only the full-attention interval."""
-    if cfg.get("layer_types"):
-        return list(cfg["layer_types"])
-    every = int(cfg.get("full_attention_interval", 4))
-    return ["full_attention" if (i + 1) % every == 0 else "linear_attention"
-            for i in range(int(cfg["num_hidden_layers"]))]
-
-
-def tied(config: Mapping[str, Any], default: bool = False) -> bool:
-    """Whether lm_head reuses the embedding; transformers' default is untied except for gpt2."""
-    return bool(config.get("tie_word_embeddings", default))
 
 
 _FAMILIES = [LlamaLike(), GPT2(), Qwen35()]
