@@ -75,4 +75,5 @@ for name in {ours!r}:
 
 def last_json(proc: subprocess.CompletedProcess):
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    line = proc.stdout.strip().splitlines()[-1]
+    return json.loads(line[line.index('{"'):])  # after transformers' unanswered "[y/N]" prompt, if any
