@@ -13,6 +13,8 @@ concatenated: gates and activation scores hook its input) and ``head_weights``
 ``mlp_layers``, ``mlp``, ``resize_mlp``, ``select_mlp`` and ``down_proj`` (whose input
 is the intermediate activation, one feature per channel).
 
+Row and column slicing lives in forge_cuda/surgery.py.
+
 Both kinds of prunable unit (query heads, MLP channels) are read the same way by
 importance and gates: through ``unit_reader`` (the module whose input holds the
 units), ``unit_width`` (input features per unit) and ``unit_out_weights`` (each
@@ -21,59 +23,15 @@ unit's slice of that module's weight, [units, width, out]).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
+from forge_cuda.surgery import head_rows, new_linear, col_scale, slice_linear, conv1d_like, slice_conv1d
 from sentinel.errors import SentinelError
 
 UNIT_KINDS = ("heads", "channels")
-
-
-def head_rows(heads: Iterable[int], head_dim: int, device=None) -> torch.Tensor:
-    """Row indices of the given physical heads in a projection laid out head by head."""
-    heads = torch.as_tensor(list(heads), dtype=torch.long, device=device)
-    offsets = torch.arange(head_dim, device=device)
-    return (heads[:, None] * head_dim + offsets[None, :]).reshape(-1)
-
-
-def _new_linear(in_features: int, out_features: int, like: nn.Linear, bias: bool | None = None) -> nn.Linear:
-    """An uninitialised Linear on ``like``'s device and dtype."""
-    bias = like.bias is not None if bias is None else bias
-    return nn.Linear(in_features, out_features, bias=bias,
-                     device=like.weight.device, dtype=like.weight.dtype)
-
-
-def _col_scale(o_scale: Sequence[float] | None, head_dim: int, like: torch.Tensor) -> torch.Tensor | None:
-    """Per-column multipliers for o_proj inputs from per-head scales (mitosis splits a head's output)."""
-    if o_scale is None:
-        return None
-    scale = torch.as_tensor(list(o_scale), dtype=like.dtype, device=like.device)
-    return scale.repeat_interleave(head_dim)
-
-
-def slice_linear(linear: nn.Linear, rows: torch.Tensor | None = None,
-                 cols: torch.Tensor | None = None, col_scale: torch.Tensor | None = None) -> nn.Linear:
-    """A new Linear holding only the given output rows / input columns (copies, frees the rest).
-
-    Indices may repeat (mitosis); ``col_scale`` multiplies the kept input columns.
-    """
-    weight = linear.weight.detach()
-    if rows is not None:
-        weight = weight.index_select(0, rows.to(weight.device))
-    if cols is not None:
-        weight = weight.index_select(1, cols.to(weight.device))
-    if col_scale is not None:
-        weight = weight * col_scale[None, :]
-    out = _new_linear(weight.shape[1], weight.shape[0], linear)
-    with torch.no_grad():
-        out.weight.copy_(weight)
-        if linear.bias is not None:
-            bias = linear.bias.detach()
-            out.bias.copy_(bias.index_select(0, rows.to(bias.device)) if rows is not None else bias)
-    out.weight.requires_grad_(linear.weight.requires_grad)
-    return out
 
 
 class _Units:
@@ -124,10 +82,10 @@ class LlamaLikeFamily(_Units):
         """Replace the projections with uninitialised ones of the given head counts."""
         hd = attn.head_dim
         hidden = attn.q_proj.in_features
-        attn.q_proj = _new_linear(hidden, num_heads * hd * self.q_blocks, attn.q_proj)
-        attn.k_proj = _new_linear(hidden, num_kv_heads * hd, attn.k_proj)
-        attn.v_proj = _new_linear(hidden, num_kv_heads * hd, attn.v_proj)
-        attn.o_proj = _new_linear(num_heads * hd, attn.o_proj.out_features, attn.o_proj)
+        attn.q_proj = new_linear(hidden, num_heads * hd * self.q_blocks, attn.q_proj)
+        attn.k_proj = new_linear(hidden, num_kv_heads * hd, attn.k_proj)
+        attn.v_proj = new_linear(hidden, num_kv_heads * hd, attn.v_proj)
+        attn.o_proj = new_linear(num_heads * hd, attn.o_proj.out_features, attn.o_proj)
         attn.num_key_value_groups = num_heads // num_kv_heads
 
     def select(self, attn: nn.Module, q_keep: list[int], kv_keep: list[int],
@@ -142,7 +100,7 @@ class LlamaLikeFamily(_Units):
         attn.k_proj = slice_linear(attn.k_proj, rows=kv_rows)
         attn.v_proj = slice_linear(attn.v_proj, rows=kv_rows)
         attn.o_proj = slice_linear(attn.o_proj, cols=head_rows(q_keep, hd),
-                                   col_scale=_col_scale(o_scale, hd, attn.o_proj.weight))
+                                   col_scale=col_scale(o_scale, hd, attn.o_proj.weight))
         attn.num_key_value_groups = len(q_keep) // len(kv_keep)
 
     def o_proj(self, attn: nn.Module) -> nn.Module:
@@ -161,9 +119,9 @@ class LlamaLikeFamily(_Units):
 
     def resize_mlp(self, mlp: nn.Module, width: int) -> None:
         hidden = mlp.up_proj.in_features
-        mlp.gate_proj = _new_linear(hidden, width, mlp.gate_proj)
-        mlp.up_proj = _new_linear(hidden, width, mlp.up_proj)
-        mlp.down_proj = _new_linear(width, mlp.down_proj.out_features, mlp.down_proj)
+        mlp.gate_proj = new_linear(hidden, width, mlp.gate_proj)
+        mlp.up_proj = new_linear(hidden, width, mlp.up_proj)
+        mlp.down_proj = new_linear(width, mlp.down_proj.out_features, mlp.down_proj)
         if hasattr(mlp, "intermediate_size"):
             mlp.intermediate_size = width
 
@@ -228,33 +186,6 @@ class Qwen35Family(LlamaLikeFamily):
         return [i for i, layer in enumerate(self.decoder_layers(model)) if hasattr(layer, "self_attn")]
 
 
-def _conv1d_like(nx: int, nf: int, like: nn.Module) -> nn.Module:
-    from transformers.pytorch_utils import Conv1D
-
-    conv = Conv1D(nf, nx)
-    return conv.to(device=like.weight.device, dtype=like.weight.dtype)
-
-
-def _slice_conv1d(conv: nn.Module, out_idx: torch.Tensor | None = None, in_idx: torch.Tensor | None = None,
-                  in_scale: torch.Tensor | None = None) -> nn.Module:
-    """Conv1D stores weight as [in, out]: outputs are columns, inputs are rows."""
-    weight = conv.weight.detach()
-    bias = conv.bias.detach()
-    if out_idx is not None:
-        weight = weight.index_select(1, out_idx.to(weight.device))
-        bias = bias.index_select(0, out_idx.to(bias.device))
-    if in_idx is not None:
-        weight = weight.index_select(0, in_idx.to(weight.device))
-    if in_scale is not None:
-        weight = weight * in_scale[:, None]
-    out = _conv1d_like(weight.shape[0], weight.shape[1], conv)
-    with torch.no_grad():
-        out.weight.copy_(weight)
-        out.bias.copy_(bias)
-    out.weight.requires_grad_(conv.weight.requires_grad)
-    return out
-
-
 class GPT2Family(_Units):
     """gpt2 (and distilgpt2): multi-head attention with a fused Conv1D ``c_attn`` = [q | k | v].
 
@@ -287,8 +218,8 @@ class GPT2Family(_Units):
         if num_heads != num_kv_heads:
             raise SentinelError(f"gpt2 has one KV head per query head; got {num_heads} query, {num_kv_heads} KV")
         width = num_heads * attn.head_dim
-        attn.c_attn = _conv1d_like(attn.c_attn.weight.shape[0], 3 * width, attn.c_attn)
-        attn.c_proj = _conv1d_like(width, attn.c_proj.weight.shape[1], attn.c_proj)
+        attn.c_attn = conv1d_like(attn.c_attn.weight.shape[0], 3 * width, attn.c_attn)
+        attn.c_proj = conv1d_like(width, attn.c_proj.weight.shape[1], attn.c_proj)
         self._set_heads(attn, num_heads)
 
     def select(self, attn: nn.Module, q_keep: list[int], kv_keep: list[int],
@@ -298,8 +229,8 @@ class GPT2Family(_Units):
         hd, width = attn.head_dim, attn.split_size
         rows = head_rows(q_keep, hd)
         fused = torch.cat([rows, rows + width, rows + 2 * width])
-        attn.c_attn = _slice_conv1d(attn.c_attn, out_idx=fused)
-        attn.c_proj = _slice_conv1d(attn.c_proj, in_idx=rows, in_scale=_col_scale(o_scale, hd, attn.c_proj.weight))
+        attn.c_attn = slice_conv1d(attn.c_attn, out_idx=fused)
+        attn.c_proj = slice_conv1d(attn.c_proj, in_idx=rows, in_scale=col_scale(o_scale, hd, attn.c_proj.weight))
         self._set_heads(attn, len(q_keep))
 
     def o_proj(self, attn: nn.Module) -> nn.Module:
@@ -316,13 +247,13 @@ class GPT2Family(_Units):
         return mlp.c_proj
 
     def resize_mlp(self, mlp: nn.Module, width: int) -> None:
-        mlp.c_fc = _conv1d_like(mlp.c_fc.weight.shape[0], width, mlp.c_fc)
-        mlp.c_proj = _conv1d_like(width, mlp.c_proj.weight.shape[1], mlp.c_proj)
+        mlp.c_fc = conv1d_like(mlp.c_fc.weight.shape[0], width, mlp.c_fc)
+        mlp.c_proj = conv1d_like(width, mlp.c_proj.weight.shape[1], mlp.c_proj)
 
     def select_mlp(self, mlp: nn.Module, keep: list[int]) -> None:
         idx = torch.as_tensor(keep, dtype=torch.long)
-        mlp.c_fc = _slice_conv1d(mlp.c_fc, out_idx=idx)
-        mlp.c_proj = _slice_conv1d(mlp.c_proj, in_idx=idx)
+        mlp.c_fc = slice_conv1d(mlp.c_fc, out_idx=idx)
+        mlp.c_proj = slice_conv1d(mlp.c_proj, in_idx=idx)
 
     def mlp_widths(self, model: nn.Module) -> dict[int, int]:
         return {i: self.mlp(model, i).c_fc.weight.shape[1] for i in self.mlp_layers(model)}
