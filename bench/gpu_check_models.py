@@ -90,16 +90,20 @@ def build_model(cfg: dict, device, seed: int = 0):
     return model.eval()
 
 
-def full_params(name: str, measured_params: int, dry_run: bool) -> tuple[int, str]:
-    """Parameters of the full-depth model: exact when measured at full depth, else from the config's shapes."""
-    real, layers = SHAPES[name]
-    if dry_run or layers is None:
-        return measured_params, "measured"
-    from transformers import AutoConfig, AutoModelForCausalLM
+def meta_params(name: str) -> int:
+    """Parameters of the full published shape, counted on the meta device (no memory, no weights)."""
     import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    kwargs = dict(real)
+    kwargs = dict(SHAPES[name][0])
     config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in model.parameters()), "counted on the meta device from the full config"
+    return sum(p.numel() for p in model.parameters())
+
+
+def full_params(name: str, measured_params: int, dry_run: bool) -> tuple[int, str]:
+    """Parameters of the full-depth model: exact when measured at full depth, else from the full config."""
+    if dry_run or SHAPES[name][1] is None:
+        return measured_params, "measured"
+    return meta_params(name), "counted on the meta device from the full config"

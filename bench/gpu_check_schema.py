@@ -34,12 +34,12 @@ SCHEMA = {"type": "object", "required": ["schema", "mode", "complete", "started_
     "mode": {"type": "string", "enum": ["gpu", "dry-run"]},
     "complete": {"type": "boolean"}, "started_at": {"type": "string"}, "budget_s": {"type": "number"},
     "wall_s": {"type": "number"},
-    "env": {"type": "object", "required": ["python", "versions", "cuda_available", "device_name",
+    "env": {"type": ["object", "null"], "required": ["python", "versions", "cuda_available", "device_name",
                                            "gpu_memory_bytes"],
             "properties": {"python": {"type": "string"}, "versions": {"type": "object"},
                            "cuda_available": {"type": "boolean"}, "device_name": {"type": ["string", "null"]},
                            "gpu_memory_bytes": {"type": ["integer", "null"]}}},
-    "forge_defaults": {"type": "object", "required": ["steps", "batch_size", "seq_len", "eval_tokens",
+    "forge_defaults": {"type": ["object", "null"], "required": ["steps", "batch_size", "seq_len", "eval_tokens",
                                                       "calib_windows", "target_params", "cycles"]},
     "sections": {"type": "object", "required": ["tests", "stages", "forge"], "properties": {
         "tests": {**SECTION, "properties": {**SECTION["properties"], "counts": {"type": ["object", "null"]},
@@ -51,11 +51,11 @@ SCHEMA = {"type": "object", "required": ["schema", "mode", "complete", "started_
                                             "real_weights": {"type": "object", "required": ["carried"]},
                                             "wall_s": {"type": "number"},
                                             "report": {"type": "object", "required": ["rows", "tier"]}}}}},
-    "estimates": {"type": "object", "values": {"type": "object", "values": {
+    "estimates": {"type": ["object", "null"], "values": {"type": "object", "values": {
         "type": "object", "required": ["distill_tokens_per_s", "default_forge"],
         "properties": {"distill_tokens_per_s": {"type": NUM},
                        "default_forge": {"type": ["object", "null"], "required": ["seconds", "parts"]}}}}},
-    "tiers": {"type": "object", "required": ["margin", "peak_bytes", "by_gpu"],
+    "tiers": {"type": ["object", "null"], "required": ["margin", "peak_bytes", "by_gpu"],
               "properties": {"by_gpu": {"type": "array", "items": {"type": "object", "required": ["gpu_gib", "models"]}}}},
     "schema_errors": {"type": "array", "items": {"type": "string"}}}}
 

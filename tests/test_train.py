@@ -67,8 +67,10 @@ def test_nf4_tier_is_refused_on_cpu():
         choose_tier(135_000_000, "cpu", None, requested="nf4")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="NF4 training needs CUDA (bitsandbytes 4-bit kernels)")
 def test_nf4_training_merges_into_master_weights():
+    pytest.importorskip("bitsandbytes", reason="NF4 training needs bitsandbytes (carried as a wheel: docs/GPU.md)")
     model = tiny_model("llama")
     w0 = model.model.layers[0].mlp.up_proj.weight.clone()
     cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lora_rank=4)
