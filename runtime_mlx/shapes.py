@@ -130,15 +130,17 @@ def tied(config: Mapping[str, Any], default: bool = False) -> bool:
     return bool(config.get("tie_word_embeddings", default))
 
 
-# model_type -> its description (mistral, qwen2 and qwen3 are llama with biases / q-k norms).
+# One description per MLX model module (runtime_mlx/models/<module>.py); model_type -> module is
+# the runtime's own registry (runtime_mlx.models.FAMILIES: mistral shares llama's module, as in mlx-lm).
 SHAPES: dict[str, Callable[[Mapping[str, Any], HeadLayout], dict[str, Shape]]] = {
-    "llama": llama_like, "mistral": llama_like, "qwen2": llama_like, "qwen3": llama_like, "gpt2": gpt2,
-    "qwen3_5": qwen3_5, "qwen3_5_text": qwen3_5}
+    "llama": llama_like, "qwen2": llama_like, "qwen3": llama_like, "gpt2": gpt2, "qwen3_5": qwen3_5}
 
 
 def tensor_shapes(config: Mapping[str, Any], layout: HeadLayout) -> dict[str, Shape]:
     """Every tensor an MLX model of this config and layout holds, in model order."""
+    from runtime_mlx.models import FAMILIES
+
     model_type = base_model_type(config.get("model_type"))
-    if model_type not in SHAPES:
-        raise SentinelError(f"unsupported model family {model_type!r}; supported: {', '.join(sorted(SHAPES))}")
-    return SHAPES[model_type]({**config, "model_type": model_type}, layout)
+    if model_type not in FAMILIES:
+        raise SentinelError(f"unsupported model family {model_type!r}; supported: {', '.join(sorted(FAMILIES))}")
+    return SHAPES[FAMILIES[model_type]]({**config, "model_type": model_type}, layout)

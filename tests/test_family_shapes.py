@@ -40,3 +40,15 @@ def test_unknown_family_is_one_line():
 
     with pytest.raises(SentinelError, match="unsupported model family 'bert'"):
         shapes.tensor_shapes({"model_type": "bert"}, None)
+
+
+def test_every_side_registers_the_same_families():
+    """torch surgery, the converter's hooks and the MLX runtime (+ its shape descriptions) agree."""
+    import convert.families
+    import forge_cuda.families
+    from runtime_mlx.models import FAMILIES
+
+    mlx = sorted(FAMILIES)
+    assert sorted(forge_cuda.families.supported_model_types()) == mlx
+    assert sorted(convert.families.supported_model_types()) == mlx
+    assert set(FAMILIES.values()) == set(shapes.SHAPES)
