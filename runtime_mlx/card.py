@@ -1,28 +1,35 @@
 """``sentinel card``: a model folder's README.md built only from files in hand.
 
-The converter's card (runtime_mlx/model_card.py: size, format, heads kept per
-layer) is regenerated from config.json and the safetensors headers, then
-followed by the forge numbers (baseline / unpruned control / forged rows of a
-report.json) and a "Runs On" table made from the verify*.json reports present.
-Nothing is typed by hand: a section whose source file is missing says so.
+Front matter the Hub parses (card_meta.py), the fixed part (model_card.py: size, format,
+heads kept per layer, how to load it) recomputed from config.json and the safetensors
+headers, the forge's three rows (baseline / unpruned control / forged, in bits per byte
+when the report has it, PPL beside it) with the verdict, and a "Runs On" table from the
+verify*.json reports present. Nothing is typed by hand: a section whose source file is
+missing says so, and every input is checked first (card_inputs.py). Works on forged HF
+folders (library transformers) and MLX folders (library mlx).
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import math
 import re
-import tempfile
+import struct
 from pathlib import Path
-from typing import Any, Optional
+from typing import Mapping, Optional
 
 from runtime_mlx import planner
+from runtime_mlx.card_inputs import check_weight_shapes, load_report, load_verify
+from runtime_mlx.card_meta import Provenance, front_matter, provenance
+from runtime_mlx.model_card import converted_origin, model_card_text
 from sentinel.atomic import read_json, write_text
 from sentinel.errors import SentinelError
-from sentinel.layout import read_layout
+from sentinel.layout import is_pruned, read_layout
 from sentinel.verdict import verdict
 
 DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+CONVERTED_FROM = re.compile(r"^Converted by `sentinel convert` from `([^`]+)`", re.M)
 
 
 def find_report(folder: Path, report: Optional[str | Path] = None) -> Optional[Path]:
@@ -40,55 +47,63 @@ def find_report(folder: Path, report: Optional[str | Path] = None) -> Optional[P
 
 def verify_reports(folder: Path) -> list[tuple[str, dict]]:
     """Every verify*.json in the folder (e.g. verify.json from here, verify-m4.json copied from a Mac)."""
-    out = []
-    for path in sorted(glob.glob(str(folder / "verify*.json"))):
-        data = read_json(path)
-        if not isinstance(data, dict) or "targets" not in data or "device" not in data:
-            raise SentinelError(f"{path} is not a sentinel verify report")
-        out.append((Path(path).name, data))
-    return out
+    return [(Path(p).name, load_verify(Path(p))) for p in sorted(glob.glob(str(folder / "verify*.json")))]
 
 
-def base_card(folder: Path, config: dict, base_name: str) -> str:
-    """The converter's own card text for this folder, recomputed from config + headers."""
-    from runtime_mlx.model_card import write_model_card
+def library_of(folder: Path) -> str:
+    """'mlx' when the weights were written by MLX (safetensors metadata format), else 'transformers'."""
+    from sentinel.weights import weight_files
 
-    facts = planner.model_facts(folder)
-    params = sum(math.prod(s) for _, s in planner.config_tensors(config, "F32").values())
-    q = config.get("quantization") or {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "README.md"
-        write_model_card(path, src=Path(base_name), config=config, layout=read_layout(config), params=params,
-                         nbytes=facts.weight_bytes, dtype=DTYPE_NAMES[facts.dtype], quantize=q.get("bits"),
-                         group_size=int(q.get("group_size", 64)),
-                         unquantized=[k for k, v in q.items() if v is False])
-        return path.read_text()
+    try:
+        with open(weight_files(folder)[0], "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            meta = json.loads(f.read(min(n, 100 * 2**20))).get("__metadata__") or {}
+    except (OSError, ValueError, IndexError, struct.error, AttributeError):
+        meta = {}
+    return "mlx" if meta.get("format") == "mlx" or (folder / "sentinel_model.py").is_file() else "transformers"
 
 
-def forge_section(report: Optional[dict], where: Optional[Path]) -> list[str]:
+def _measure(row: dict, key: str, fmt: str) -> str:
+    value = row.get(key)
+    return "not measured" if value is None else format(value, fmt)
+
+
+def quality_section(report: Optional[dict], report_name: str) -> list[str]:
     lines = ["## Forge results", ""]
     if report is None:
         return lines + ["No forge report found beside this folder (pass `--report` to `sentinel card`): "
                         "no quality numbers are claimed.", ""]
-    cfg, data = report.get("config", {}), report.get("data", {})
-    evald = data.get("eval", {})
-    lines += [f"From `{where}`: domain `{cfg.get('domain')}`, criterion `{cfg.get('prune', {}).get('criterion')}`, "
-              f"{_goal(cfg)}, {cfg.get('cycles')} cycles; perplexity on "
-              f"{evald.get('tokens', '?'):,} held-out tokens ({evald.get('documents', '?')} documents never "
-              "trained on).", "",
-              "| model | perplexity | params | bytes (fp16) | KV bytes/token (fp16) | query heads | KV heads |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in report.get("rows", []):
-        lines.append(f"| {r['row']} | {r['ppl']:.3f} | {r['params']:,} | {r['bytes_fp16']:,} | "
+    cfg, evald, rows = report["config"], report["eval"], report["rows"]
+    bpb = any(r.get("bpb") is not None for r in rows)
+    tokens = f"{evald['tokens']:,}" if evald.get("tokens") is not None else "an unrecorded number of"
+    documents = evald.get("documents")
+    lines += [f"From `{report_name}`: domain `{cfg.get('domain')}`, criterion `{report['prune'].get('criterion')}`, "
+              f"{_goal(cfg, report['prune'])}, {_count(cfg.get('cycles'), 'cycle')}; measured on {tokens} held-out "
+              f"tokens" + (f" ({_count(documents, 'document')} never trained on)." if documents is not None else "."),
+              ""]
+    head = ("| model | bits per byte | perplexity |" if bpb else "| model | perplexity |")
+    lines += [head + " params | bytes (fp16) | KV bytes/token (fp16) | query heads | KV heads |",
+              "|---|" + ("---:|" * (7 if bpb else 6))]
+    for r in rows:
+        measures = ([_measure(r, "bpb", ".4f")] if bpb else []) + [_measure(r, "ppl", ".3f")]
+        lines.append(f"| {r['row']} | " + " | ".join(measures) + f" | {r['params']:,} | {r['bytes_fp16']:,} | "
                      f"{r['kv_bytes_per_token_fp16']:,} | {r['q_heads_total']} | {r['kv_heads_total']} |")
-    said = verdict(report.get("rows", []))
-    return lines + ([""] + [f"**Verdict:** {said}"] if said else []) + [""]
+    said = verdict(rows)
+    if said and not any(ch in said for ch in ("nan", "inf")):
+        return lines + ["", f"**Verdict:** {said}", ""]
+    return lines + ["", "**Verdict:** not computed (a row's quality was not measured).", ""]
 
 
-def _goal(cfg: dict) -> str:
-    target = (cfg.get("prune") or {}).get("target_params")
-    return f"target {target:g} of the base parameters" if target is not None else \
-        f"target prune level {cfg.get('prune_level')}"
+def _count(n, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s") if isinstance(n, int) else f"? {word}s"
+
+
+def _goal(cfg: dict, prune: dict) -> str:
+    target = prune.get("target_params")
+    if target is not None:
+        return f"target {target:g} of the base parameters"
+    level = cfg.get("prune_level")
+    return f"target prune level {level:g}" if isinstance(level, (int, float)) else "no size target recorded"
 
 
 def runs_on_section(reports: list[tuple[str, dict]]) -> list[str]:
@@ -101,22 +116,18 @@ def runs_on_section(reports: list[tuple[str, dict]]) -> list[str]:
               "decode tok/s | report |", "|---|---|---|---|---:|---:|---|---:|---|"]
     for name, rep in reports:
         d = rep["device"]
-        where = f"{d.get('chip')} ({d.get('system')}, {d.get('backend')}), {rep.get('date', '')[:10]}"
+        where = f"{d.get('chip')} ({d.get('system')}, {d.get('backend')}), {str(rep.get('date', ''))[:10]}"
         last = rep["measured"]["contexts"][-1]
         lines.append(f"| the measuring machine itself ({d['ram_bytes'] / 2**30:.0f} GiB RAM, MLX {d.get('backend')}) | "
                      f"{rep['format']} | measured | {where} | {last['context']} | "
                      f"{last['peak_bytes'] / 2**20:,.1f} MiB | ran | {last['decode_tps']:.2f} | [{name}]({name}) |")
         for t in rep["targets"]:
-            f = t["fits"][-1]
-            tgt = t["target"]
-            speed = f"{f['decode_tps']:.1f}" + ("" if t["status"] == "verified" else " (bound)")
+            f, tgt = t["fits"][-1], t["target"]
+            speed = f"{f['decode_tps']:.1f}" + ("" if t.get("status") == "verified" else " (bound)")
             lines.append(f"| {tgt['name']} ({tgt.get('chip', '')}, {tgt['ram_gb']:g} GB) | {rep['format']} | "
-                         f"{t['status']} | {where} | {f['context']} | {f['peak_bytes'] / 2**20:,.1f} MiB | "
-                         f"{'yes' if f['fits'] else 'no'} | {speed} | [{name}]({name}) |")
+                         f"{t.get('status')} | {where} | {f.get('context')} | {f['peak_bytes'] / 2**20:,.1f} MiB | "
+                         f"{'yes' if f.get('fits') else 'no'} | {speed} | [{name}]({name}) |")
     return lines + [""]
-
-
-CONVERTED_FROM = re.compile(r"^Converted by `sentinel convert` from `([^`]+)`", re.M)
 
 
 def converted_from(folder: Path) -> Optional[str]:
@@ -126,22 +137,54 @@ def converted_from(folder: Path) -> Optional[str]:
     return found.group(1) if found else None
 
 
-def card_text(folder: Path, report_path: Optional[Path]) -> str:
+def _known(names: list[str], known: Mapping[str, Provenance]) -> Optional[Provenance]:
+    """The caller's record for the first name that is, or starts with, a known model (smollm2-135m-float16)."""
+    for n in names:
+        for key, prov in known.items():
+            if n == key or n.startswith(key + "-"):
+                return Provenance(prov.base_model, prov.license, prov.license_note, ["Sentinel's catalogue"])
+    return None
+
+
+def card_text(folder: Path, report_path: Optional[Path], known: Mapping[str, Provenance] = {}) -> str:
+    """The whole README.md; every input checked before anything is composed. ``known``: model name ->
+    provenance the caller knows (the CLI's embedded models), used after the files on disk."""
     config = read_json(folder / "config.json")
-    report = read_json(report_path) if report_path is not None else None
-    base = (report or {}).get("config", {}).get("model") or converted_from(folder) or folder.name
-    text = base_card(folder, config, base).rstrip() + "\n\n"
-    about = [f"Base model: `{base}`" + (f" (forged from `{report['source']}`)." if report else
-                                         " (no forge report: provenance as recorded by the converter above)."), ""]
-    return text + "\n".join(about + forge_section(report, report_path) + runs_on_section(verify_reports(folder)))
+    check_weight_shapes(folder, config)
+    report = load_report(report_path) if report_path is not None else None
+    reports = verify_reports(folder)
+    library, layout = library_of(folder), read_layout(config)
+    source = Path(report["source"]) if report and report.get("source") else None
+    name = (report or {}).get("config", {}).get("model") or converted_from(folder) or folder.name
+    name = Path(str(name)).name  # a name, never a machine path
+    prov = provenance([folder, folder.parent, source])
+    hint = _known([name, folder.name, folder.parent.name] + ([source.name] if source else []), known)
+    if hint is not None:
+        prov.fill(hint.base_model, hint.license, hint.license_note, "Sentinel's catalogue")
+    facts = planner.model_facts(folder)
+    q = config.get("quantization") or {}
+    tags = (["pruned"] if is_pruned(layout) else []) + (["forged", report["config"].get("domain")] if report else [])
+    origin = converted_origin(name, config) if converted_from(folder) else \
+        (f"Forged by Sentinel from `{name}` ({config.get('model_type')})." if report or is_pruned(layout) else
+         f"`{name}` ({config.get('model_type')}).")
+    text = front_matter(prov, library, [t for t in tags if t]) + "\n" + model_card_text(
+        name=name, origin=origin, config=config, layout=layout,
+        params=sum(math.prod(s) for _, s in planner.config_tensors(config, "F32").values()),
+        nbytes=facts.weight_bytes, dtype=DTYPE_NAMES.get(facts.dtype, facts.dtype), quantize=q.get("bits"),
+        group_size=int(q.get("group_size", 64)), unquantized=[k for k, v in q.items() if v is False], library=library)
+    about = [f"Base model: `{prov.base_model or name}`" + (f" ({prov.license_note})" if prov.license_note else "")
+             + ("" if prov.license else ". Licence: not recorded (no SOURCE.json found)") + ".", ""]
+    return text.rstrip() + "\n\n" + "\n".join(about + quality_section(report, report_path.name if report_path else "")
+                                              + runs_on_section(reports))
 
 
-def write_card(model: str | Path, report: Optional[str | Path] = None) -> Path:
-    """Regenerate MODEL's README.md (atomically); return its path."""
+def write_card(folder: str | Path, report: Optional[str | Path] = None,
+               known: Mapping[str, Provenance] = {}) -> Path:
+    """Regenerate the folder's README.md (atomically) from checked inputs; return its path."""
     from runtime_mlx.loader import check_mlx_folder
 
-    folder = check_mlx_folder(model)
-    text = card_text(folder, find_report(folder, report))
+    folder = check_mlx_folder(folder)
+    text = card_text(folder, find_report(folder, report), known)
     path = folder / "README.md"
     try:
         write_text(path, text)

@@ -1,6 +1,7 @@
 """sentinel card: README.md built only from the files present (config, forge report, verify reports)."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -21,6 +22,10 @@ ROWS = [{"row": "baseline", "ppl": 11.234, "loss": 2.4, "tokens": 4096, "params"
          "kv_bytes_per_token_fp16": 704, "q_heads_total": 20, "kv_heads_total": 11}]
 
 
+SOURCE = {"name": "tiny-base", "license": "Apache-2.0", "license_note": "Apache-2.0 upstream",
+          "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
 @pytest.fixture(scope="module")
 def forged_mlx(tmp_path_factory):
     """forge's layout: <out>/report.json beside <out>/model; the MLX folder converted into <out>/model-mlx."""
@@ -36,7 +41,9 @@ def forged_mlx(tmp_path_factory):
     model = tiny_model("llama")
     defrag(model, model_layout(model).replace_layer(0, LayerHeads((0, 1, 4, 5), (0, 2))))
     save_model(model, out / "model")
-    (out / "report.json").write_text(json.dumps({"source": "/models/tiny-base", "config": {
+    (out / "tiny-base").mkdir()  # the forge's source folder, as `models pull` leaves it
+    (out / "tiny-base" / "SOURCE.json").write_text(json.dumps(SOURCE))
+    (out / "report.json").write_text(json.dumps({"source": str(out / "tiny-base"), "config": {
         "model": "tiny-base", "domain": "code", "prune_level": 0.2, "cycles": 1, "prune": {"criterion": "taylor"}},
         "data": {"eval": {"tokens": 4096, "documents": 7}}, "rows": ROWS}))
     return convert_to_mlx(out / "model", out / "model-mlx", dtype="float16")
@@ -73,7 +80,9 @@ def test_card_from_report_and_verify_files(forged_mlx):
     (forged_mlx / "verify-m4.json").write_text(json.dumps(_verify_json(forged_mlx, apple=True)))
     first = write_card(forged_mlx).read_text()
     assert write_card(forged_mlx).read_text() == first  # regenerated, never appended to
-    assert "Base model: `tiny-base` (forged from `/models/tiny-base`)" in first
+    assert "Base model: `HuggingFaceTB/SmolLM2-135M-Instruct` (Apache-2.0 upstream)." in first
+    assert "Forged by Sentinel" not in first and "Converted by `sentinel convert` from `tiny-base`" in first
+    assert str(forged_mlx.parent) not in first  # no machine paths: the source is named, not located
     assert "| forged | 10.500 | 340,000 | 680,000 | 704 | 20 | 11 |" in first
     assert "| LoRA-only control | 9.876 |" in first and "| baseline | 11.234 |" in first
     rows = [line for line in first.splitlines() if line.startswith("| macbook-pro-16gb")]
@@ -122,3 +131,141 @@ def test_verdict_is_computed_from_the_rows():
     assert verdict(rows) == ("forged is 25% smaller and 20.0% worse in held-out perplexity than the unpruned "
                              "control (better than the untuned base model).")
     assert verdict(rows[:1]) == ""
+
+
+def _card(folder, report=None, rows=None, **top):
+    """A card written from a report with ``rows`` (default ROWS) beside ``folder``; its text."""
+    if rows is not None or top:
+        base = json.loads((folder.parent / "report.json").read_text())
+        report = folder.parent / "report-custom.json"
+        report.write_text(json.dumps({**base, **top, "rows": ROWS if rows is None else rows}))
+    return write_card(folder, report).read_text()
+
+
+def test_the_hub_parses_the_card(forged_mlx, tmp_path):
+    from huggingface_hub import ModelCard
+
+    text = _card(forged_mlx)
+    card = ModelCard.load(forged_mlx / "README.md")
+    assert card.data.license == "apache-2.0"
+    assert card.data.base_model == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert card.data.pipeline_tag == "text-generation" and card.data.library_name == "mlx"
+    assert {"sentinel", "pruned", "forged", "code", "mlx"} <= set(card.data.tags)
+    assert text.startswith("---\n") and "**Verdict:** forged is 6% smaller" in text
+    for machine in (str(tmp_path.parent), "/tmp/", "/root/", str(Path.home())):
+        assert machine not in text
+
+
+def test_bits_per_byte_lead_when_the_report_has_them(forged_mlx):
+    rows = [dict(r, bpb=b) for r, b in zip(ROWS, (1.25, 1.1, 1.15))]
+    text = _card(forged_mlx, rows=rows)
+    assert "| model | bits per byte | perplexity | params |" in text
+    assert "| forged | 1.1500 | 10.500 | 340,000 |" in text
+    assert "forged is 6% smaller and 4.5% worse in held-out bits per byte than the unpruned control" in text
+
+
+def test_nan_and_inf_are_never_printed_as_numbers(forged_mlx):
+    rows = [dict(ROWS[0]), dict(ROWS[1], ppl=float("inf")), dict(ROWS[2], ppl=float("nan"))]
+    text = _card(forged_mlx, rows=rows)
+    assert "| forged | not measured |" in text and "| LoRA-only control | not measured |" in text
+    assert "nan" not in text.lower().replace("nanos", "") and "inf" not in text.replace("info", "")
+    assert "**Verdict:** not computed" in text
+
+
+BAD_REPORTS = [
+    ("list", [1, 2], "is not a forge report"),
+    ("string", "report", "is not a forge report"),
+    ("empty", {}, "has no result rows"),
+    ("no-rows", {"config": {}, "data": {}}, "has no result rows"),
+    ("rows-empty", {"rows": []}, "has no result rows"),
+    ("rows-strings", {"rows": ["baseline", "forged"]}, "rows[0] must be an object, not str"),
+    ("row-lacks-keys", {"rows": [{"row": "forged", "ppl": 3.0}]}, "needs a non-negative integer 'params'"),
+    ("row-no-name", {"rows": [{"ppl": 3.0}]}, "rows[0] has no 'row' name"),
+    ("row-no-measure", {"rows": [dict(ROWS[0], ppl=None) | {"row": "x"}]}, None),
+    ("ppl-string", {"rows": [dict(ROWS[0], ppl="low")]}, "rows[0].ppl must be a number"),
+    ("target-string", {"rows": ROWS, "config": {"prune": {"target_params": "0.75"}}},
+     "'config.prune.target_params' must be a number"),
+    ("config-list", {"rows": ROWS, "config": [1]}, "'config' must be an object"),
+    ("data-string", {"rows": ROWS, "data": "x"}, "'data' must be an object"),
+    ("tokens-string", {"rows": ROWS, "data": {"eval": {"tokens": "many"}}}, "'data.eval.tokens' must be"),
+    ("not-json", None, "is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("name,report,message", BAD_REPORTS, ids=[b[0] for b in BAD_REPORTS])
+def test_bad_reports_are_one_line_and_leave_the_card(forged_mlx, tmp_path, name, report, message):
+    from click.testing import CliRunner
+
+    from sentinel.cli import main
+
+    _card(forged_mlx)
+    before = (forged_mlx / "README.md").read_bytes()
+    path = tmp_path / "report.json"
+    path.write_text("{not json" if report is None else json.dumps(report))
+    result = CliRunner().invoke(main, ["card", str(forged_mlx), "--report", str(path)])
+    if message is None:  # a row whose measures are null: accepted, printed as not measured
+        assert result.exit_code == 0, result.output
+        assert "not measured" in (forged_mlx / "README.md").read_text()
+        return
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert message in lines[0] and "Traceback" not in result.output
+    assert (forged_mlx / "README.md").read_bytes() == before
+
+
+BAD_VERIFY = [
+    ("not-object", [1], "is not a sentinel verify report"),
+    ("no-measured", {"targets": [], "device": {"ram_bytes": 1}, "format": "float16"}, "'measured' is missing"),
+    ("no-contexts", {"targets": [], "device": {"ram_bytes": 1}, "format": "f16", "measured": {}},
+     "'measured.contexts' must list"),
+    ("target-incomplete", {"targets": [{"target": {"name": "m"}}], "device": {"ram_bytes": 1}, "format": "f16",
+                           "measured": {"contexts": [{"context": 8, "peak_bytes": 1, "decode_tps": 2.0}]}},
+     "targets[0] is incomplete"),
+]
+
+
+@pytest.mark.parametrize("name,data,message", BAD_VERIFY, ids=[b[0] for b in BAD_VERIFY])
+def test_incomplete_verify_reports_are_one_line(forged_mlx, tmp_path, name, data, message):
+    import shutil
+
+    from sentinel.errors import SentinelError
+
+    folder = tmp_path / "m"
+    shutil.copytree(forged_mlx, folder)
+    for stale in folder.glob("verify*.json"):
+        stale.unlink()
+    before = (folder / "README.md").read_bytes()
+    (folder / "verify-bad.json").write_text(json.dumps(data))
+    with pytest.raises(SentinelError, match=re.escape(message)):
+        write_card(folder)
+    assert (folder / "README.md").read_bytes() == before
+
+
+def test_weights_must_agree_with_config_and_layout(forged_mlx, tmp_path):
+    import shutil
+
+    from sentinel.errors import SentinelError
+
+    folder = tmp_path / "m"
+    shutil.copytree(forged_mlx, folder)
+    config = json.loads((folder / "config.json").read_text())
+    layer0 = config["sentinel_layout"]["layers"][0]
+    layer0["q_heads"], layer0["kv_heads"] = [0, 1, 2, 3, 4, 5], [0, 1, 2]  # valid, but 96 rows: the weights hold 64
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SentinelError, match=r"q_proj.weight has shape \[64, 64\], but config.json and its layout "
+                                            r"say 96 rows"):
+        write_card(folder)
+
+
+@pytest.mark.xfail(reason="until the MLX-side folder check accepts forged HF folders' model_type sentinel_<family> "
+                          "(issue 20 item 1, in progress)", strict=False)
+def test_hf_folder_card_says_transformers(forged_mlx):
+    from huggingface_hub import ModelCard
+
+    hf = forged_mlx.parent / "model"
+    text = write_card(hf).read_text()
+    card = ModelCard.load(hf / "README.md")
+    assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
+    assert card.data.base_model == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert "trust_remote_code=True" in text and "(MLX)" not in text
+    assert "Forged by Sentinel from `tiny-base`" in text

