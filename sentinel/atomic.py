@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from sentinel.errors import SentinelError
+from sentinel.errors import SentinelError, os_error
 
 
 def _file_mode(mode: int) -> int:
@@ -130,12 +130,14 @@ def atomic_dir(target: str | os.PathLike, force: bool = False,
     is removed and ``target`` is untouched; temps of earlier killed runs are removed first.
     """
     target = check_output_dir(target, inputs, force)
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     except OSError as e:
-        raise SentinelError(f"cannot create {target.parent} ({e.strerror or e})") from None
-    clean_stale_temps(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+        _remove_empty(created)
+        raise os_error(e, target) from None
     os.chmod(tmp, _file_mode(0o777))  # mkdtemp's 0700 would surprise users of the final folder
     try:
         yield tmp
@@ -153,7 +155,15 @@ def atomic_dir(target: str | os.PathLike, force: bool = False,
             tmp.rename(target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)  # a failed run leaves no parent folder it made
         raise
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """rmdir ``folders`` (innermost first, as listed); a folder something else filled stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _normalize_modes(folder: Path) -> None:

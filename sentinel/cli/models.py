@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sentinel.cli.resolve import DEFAULT_MODEL, DTYPES, EMBEDDED, list_models, pull
+from sentinel.errors import SentinelError
 
 
 @click.group("models")
@@ -30,10 +31,13 @@ def pull_cmd(name: str, dtype: str | None, force: bool) -> None:
 def list_cmd() -> None:
     """Show local models with parameter count, size on disk and licence."""
     rows = list_models()
-    if not rows:
+    damaged = [r for r in rows if "damaged" in r]
+    rows = [r for r in rows if "damaged" not in r]
+    if not rows and not damaged:
         click.echo(f"no local models; try: sentinel models pull {DEFAULT_MODEL}")
         return
-    click.echo(f"{'name':28} {'type':8} {'dtype':9} {'params':>12} {'size':>10}  {'license':11} path")
+    if rows:
+        click.echo(f"{'name':28} {'type':8} {'dtype':9} {'params':>12} {'size':>10}  {'license':11} path")
     for r in rows:
         name = r["name"] + (" (forged)" if r["forged"] else "")
         click.echo(f"{name:28} {r['model_type']:8} {r['dtype'] or '-':9} {r['params']:>12,} "
@@ -41,6 +45,9 @@ def list_cmd() -> None:
     for r in rows:
         if r["license_note"]:
             click.echo(f"{r['name']}: {r['license_note']}")
+    if damaged:  # the good rows above are still listed; the exit status says something needs fixing
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise SentinelError(f"{damaged[0]['damaged']}{more}")
 
 
 COMMANDS = [models]
