@@ -14,10 +14,13 @@ from pathlib import Path
 import torch
 
 from forge_cuda.checkpoint import load_model, load_tokenizer, save_model
+from forge_cuda.families import supported_model_types
 from forge_cuda.pruning.calibration import calibration_batches
 from forge_cuda.pruning.options import PruneOptions
+from forge_cuda.pruning.preflight import check_reachable, model_skeleton
 from forge_cuda.pruning.step import prune_model
-from sentinel.atomic import write_json
+from sentinel.atomic import check_output_dir, write_json
+from sentinel.validate import check_model_folder
 
 
 def report_markdown(report: dict) -> str:
@@ -53,11 +56,6 @@ def run_prune(model_name: str, source: str | Path, out: str | Path, options: Pru
 
     ``model_name`` is what the user typed (recorded in the report).
     """
-    from forge_cuda.families import supported_model_types
-    from forge_cuda.pruning.preflight import check_reachable, model_skeleton
-    from sentinel.atomic import check_output_dir
-    from sentinel.validate import check_model_folder
-
     out, source = Path(out), Path(source)
     start = time.perf_counter()
     check_model_folder(source, supported_model_types())

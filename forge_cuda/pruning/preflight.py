@@ -8,31 +8,34 @@ from config.json alone (no weight is read), so these checks take well under a se
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from forge_cuda import wrappers
 from forge_cuda.checkpoint import build_empty, param_count, read_config
+from forge_cuda.pruning.defrag import model_layout
 from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.pruning.space import LayerCosts, head_shape_ok, unit_costs
+from sentinel.config import read_config as raw_config
 from sentinel.errors import SentinelError
 from sentinel.layout import HeadLayout, read_layout
+from sentinel.remote_code import is_forged_config
 
 
 def model_skeleton(path: str | Path) -> nn.Module:
-    """The model at ``path`` (plain, forged or a multimodal wrapper's text model) on the meta device."""
-    from transformers import AutoConfig
+    """The model at ``path`` (plain, forged or a multimodal wrapper's text model) on the meta device.
 
-    from forge_cuda import wrappers
-    from sentinel.remote_code import is_forged_config
+    Built the way checkpoint.load_model builds it before reading weights.
+    """
+    from transformers import AutoConfig
 
     path = Path(path)
     source_raw = read_config(path)
     wrapper = wrappers.detect(source_raw)
     raw = wrapper.text_config(source_raw) if wrapper else source_raw
-    forged = is_forged_config(json.loads((path / "config.json").read_text()))
+    forged = is_forged_config(raw_config(path))  # model_type stock cannot resolve (as load_model)
     config = AutoConfig.for_model(**raw) if wrapper or forged else AutoConfig.from_pretrained(path)
     return build_empty(config, read_layout(raw), torch.float32)
 
@@ -53,8 +56,6 @@ def _layer_removable(layout: HeadLayout, i: int, cost: LayerCosts, options: Prun
 
 def check_reachable(model: nn.Module, options: PruneOptions, base_params: int | None = None) -> None:
     """Fail when the size target (or MLP level) asks for more than every layer's floor lets go."""
-    from forge_cuda.pruning.defrag import model_layout
-
     layout = model_layout(model)
     width = layout.base.intermediate_size or 1
     min_channels = max(1, round(options.min_channels * width))
