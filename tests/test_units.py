@@ -238,3 +238,34 @@ def test_refit_with_nothing_removed_changes_nothing():
     model = tiny_model("qwen2")
     layout = model_layout(model)
     assert refit_readers(model, collect_grams(model, [tokens(4, 16)]), layout, layout) == 0
+
+
+def test_a_global_part_competes_with_the_layer_moves():
+    """A global unit kind (e.g. vocabulary rows) is one more part of the space: no parallel search."""
+    from forge_cuda.pruning.space import Move
+
+    model = tiny_model("llama")
+    layout = model_layout(model)
+    scores = score_units(model, [tokens(4, 16)], "random", ("heads", "channels"))
+
+    class Rows:  # 96 rows of 64 parameters, 10 per move, free to remove, at least 16 kept
+        def __init__(self):
+            self.removed, self.kept = {"rows": 0}, 96
+
+        def moves(self, part, space):
+            return [Move(part, "rows", 10 * 64, 0.0, 10)] if self.kept - 10 >= 16 else []
+
+        def apply(self, move):
+            self.kept -= move.units
+            self.removed["rows"] += move.units
+
+        def returnable(self, part):
+            return None
+
+        def write(self, layout, new):
+            return new
+
+    picked = greedy_search(layout, unit_costs(model), scores["heads"], scores["channels"], min_channels=10,
+                           channel_group=channel_group_for(layout), extra=[Rows()]).select(100 * 64)
+    assert picked.moves["rows"] == 8 and picked.units["rows"] == 80  # the free moves go first, all of them
+    assert picked.removed >= 100 * 64 and picked.moves["channels"] + picked.moves["query"] + picked.moves["group"] > 0

@@ -17,12 +17,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from forge_cuda.pruning.importance import UnitScores
 from forge_cuda.pruning.options import BALANCES, MODES, SCOPES
-from forge_cuda.pruning.space import LayerCosts, Space, head_shape_ok, kv_groups, layer_heads
+from forge_cuda.pruning.space import LayerCosts, Part, Space, head_shape_ok, kv_groups, layer_heads
 from sentinel.errors import SentinelError
 from sentinel.layout import HeadLayout
 
@@ -120,15 +121,18 @@ class GreedySearch:
 
 def greedy_search(layout: HeadLayout, costs: dict[int, LayerCosts], heads: UnitScores | None,
                   channels: UnitScores | None, mode: str = "auto", min_heads: int = 1, min_channels: int = 1,
-                  channel_group: int = 64, balance: str = "layer") -> GreedySearch:
-    """A greedy search over the layers that have scores, with scores balanced across kinds."""
+                  channel_group: int = 64, balance: str = "layer", extra: Sequence[Part] = ()) -> GreedySearch:
+    """A greedy search over the layers that have scores (balanced across kinds) and any global ``extra`` parts.
+
+    A global part's move scores must already be on the balanced scale (priority = score / cost).
+    """
     if mode not in MODES:
         raise SentinelError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     head_s = {i: np.asarray(v, dtype=np.float64) for i, v in (heads.layers if heads else {}).items()}
     chan_s = {i: np.asarray(v, dtype=np.float64) for i, v in (channels.layers if channels else {}).items()}
     head_s, chan_s = balance_scores(layout, costs, head_s, chan_s, balance)
     return GreedySearch(Space.build(layout, costs, head_s, chan_s, mode=mode, min_heads=min_heads,
-                                    min_channels=min_channels, channel_group=channel_group))
+                                    min_channels=min_channels, channel_group=channel_group, extra=extra))
 
 
 # --- exact head count --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ shapes it allows while the greedy search steps between them. A global unit kind
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 from torch import nn
@@ -216,8 +216,9 @@ class Space:
     @classmethod
     def build(cls, layout: HeadLayout, costs: dict[int, LayerCosts], heads: dict[int, np.ndarray],
               channels: dict[int, np.ndarray], mode: str = "auto", min_heads: int = 1, min_channels: int = 1,
-              channel_group: int = 64) -> "Space":
-        """One part per layer that has head or channel scores (by physical position)."""
+              channel_group: int = 64, extra: Sequence[Part] = ()) -> "Space":
+        """One part per layer that has head or channel scores (by physical position), then ``extra``
+        (global parts, e.g. vocabulary rows)."""
         if min_heads < 1 or min_channels < 1 or channel_group < 1:
             raise SentinelError("min_heads, min_channels and channel_group must be at least 1")
         parts = []
@@ -236,7 +237,7 @@ class Space:
                 kept = sorted(range(len(c)), key=lambda p: (-c[p], p))
             start = (len(groups), len(groups[0])) if groups else (0, 0)
             parts.append(LayerPart(i, costs[i], s, c, groups, ids, kept, start))
-        return cls(layout, costs, parts, mode, min_heads, min_channels, channel_group)
+        return cls(layout, costs, parts + list(extra), mode, min_heads, min_channels, channel_group)
 
     def moves(self) -> list[Move]:
         return [m for n, part in enumerate(self.parts) for m in part.moves(n, self)]
