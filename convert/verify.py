@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from sentinel.atomic import read_json
+from sentinel.config import text_config
 from sentinel.errors import SentinelError
 
 PROMPTS = ("The capital of France is",
@@ -92,6 +93,6 @@ def _prompt_ids(src: Path, config: dict, prompts) -> list[list[int]]:
 
         tok = AutoTokenizer.from_pretrained(src)
         return [tok(p)["input_ids"] for p in (prompts or PROMPTS)]
-    vocab = int(config.get("vocab_size") or config.get("text_config", {})["vocab_size"])
+    vocab = int(config.get("vocab_size") or text_config(config)["vocab_size"])
     rng = np.random.default_rng(0)
     return [rng.integers(0, vocab, size=12).tolist() for _ in (prompts or PROMPTS)]

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from sentinel.config import text_config
 from sentinel.errors import SentinelError
 from sentinel.remote_code import base_model_type
 
@@ -55,7 +56,7 @@ def check_weights_match(folder: str | Path, config: Mapping[str, Any]) -> None:
 
     folder = Path(folder)
     tensors = _headers(folder)
-    cfg = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else config
+    cfg = text_config(config)
     layout = read_layout(config)
     n_layers = layout.base.num_layers
     seen: set[int] = set()
