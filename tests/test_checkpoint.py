@@ -83,7 +83,10 @@ def test_saved_folder_is_safetensors_with_layout_and_tokenizer_files(tmp_path):
     assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
     cfg = json.loads((tmp_path / "forged" / "config.json").read_text())
     assert cfg["sentinel_layout"]["layers"][1]["kv_heads"] == [0, 2, 3]
-    assert cfg["model_type"] == "llama" and cfg["num_attention_heads"] == 8
+    # pruned shapes: the folder names its own classes (stock transformers asks for trust_remote_code)
+    assert cfg["model_type"] == "sentinel_llama" and cfg["num_attention_heads"] == 8
+    assert cfg["auto_map"]["AutoModelForCausalLM"] == "modeling_sentinel.SentinelLlamaForCausalLM"
+    assert "modeling_sentinel.py" in files
     assert load_model(tmp_path / "forged").model.layers[0].self_attn.q_proj.out_features == 4 * 16
 
 
