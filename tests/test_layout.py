@@ -77,8 +77,8 @@ def test_missing_layer_is_rejected():
 
 def test_unsupported_format_version_is_rejected():
     cfg = write_layout(dict(CONFIG), HeadLayout.full(BASE))
-    cfg[LAYOUT_KEY]["format_version"] = 3
-    with pytest.raises(LayoutError, match="unsupported sentinel_layout format_version 3"):
+    cfg[LAYOUT_KEY]["format_version"] = 4
+    with pytest.raises(LayoutError, match="unsupported sentinel_layout format_version 4"):
         read_layout(cfg)
 
 
