@@ -52,3 +52,27 @@ def test_every_side_registers_the_same_families():
     assert sorted(forge_cuda.families.supported_model_types()) == mlx
     assert sorted(convert.families.supported_model_types()) == mlx
     assert set(FAMILIES.values()) == set(shapes.SHAPES)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "qwen3", "gpt2", "qwen3_5_text"])
+def test_torch_unit_costs_agree_with_the_mlx_description(model_type):
+    """The search prices a KV group and a channel with torch's per-family costs; removing one from
+    the layout must shrink the MLX description by exactly that many parameters."""
+    import math
+
+    from forge_cuda.families import family_for
+
+    model = tiny_model(model_type)
+    config = model.config.to_dict()
+    family = family_for(model_type)
+    layout = read_layout(config)
+    count = lambda lay: sum(math.prod(s) for s in shapes.tensor_shapes(config, lay).values())  # noqa: E731
+    i = family.attention_layers(model)[-1]
+    base, layer = layout.base, layout.layers[i]
+    group = base.num_heads // base.num_kv_heads
+    per_q, per_kv = family.head_costs(model, i)
+    without_group = LayerHeads(layer.q_heads[group:], layer.kv_heads[1:], mlp_channels=layer.mlp_channels)
+    assert count(layout) - count(layout.replace_layer(i, without_group)) == group * per_q + per_kv
+    width = base.intermediate_size or 4 * base.hidden_size
+    one_less = LayerHeads(layer.q_heads, layer.kv_heads, mlp_channels=tuple(range(1, width)))
+    assert count(layout) - count(layout.replace_layer(i, one_less)) == family.channel_cost(model, i)
