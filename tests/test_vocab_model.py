@@ -140,3 +140,22 @@ def test_row_params_counts_an_untied_head_bias():
     want = logits(model, old_ids)[..., torch.as_tensor(plan.kept)]
     restrict_vocab(model, plan.kept)
     assert head.bias.shape == (len(plan.kept),) and (logits(model, new_ids) - want).abs().max().item() <= 1e-6
+
+
+def test_vocab_rows_are_one_free_move_of_the_pruning_search():
+    from forge_cuda.pruning.defrag import model_layout
+    from forge_cuda.pruning.importance import score_units
+    from forge_cuda.pruning.search import greedy_search
+    from forge_cuda.pruning.space import channel_group_for, unit_costs
+    from forge_cuda.vocab.part import VocabPart
+
+    model = vocab_model("llama")
+    plan = domain_plan(model, "0.95")
+    layout = model_layout(model)
+    x = torch.as_tensor(np.random.default_rng(0).integers(0, VOCAB, size=(4, 16)))
+    scores = score_units(model, [x], "random", ("heads", "channels"))
+    target = plan.removed_params + 3 * 64 * 64
+    picked = greedy_search(layout, unit_costs(model), scores["heads"], scores["channels"], min_channels=10,
+                           channel_group=channel_group_for(layout), extra=[VocabPart(plan)]).select(target)
+    assert picked.moves["vocab_rows"] == 1 and picked.units["vocab_rows"] == plan.removed_rows
+    assert picked.removed >= target and picked.moves["channels"] + picked.moves["query"] + picked.moves["group"] > 0
