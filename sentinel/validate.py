@@ -29,6 +29,8 @@ MAX_INT = 2**31 - 1  # no real geometry is larger; GGUF stores these as uint32
 POSITIVE_FLOATS = ("rope_theta", "rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "partial_rotary_factor")
 BOOLS = ("attention_bias", "mlp_bias", "tie_word_embeddings", "use_sliding_window")
 OBJECTS = ("rope_scaling", "rope_parameters")
+TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty")
 
 
 @dataclass(frozen=True)
@@ -48,15 +50,29 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INT
 
 
+def _bound(value: Any) -> str:
+    return f" of at most {MAX_INT:,}" if isinstance(value, int) and value > MAX_INT else ""
+
+
 def _positive_float(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
-def check_config_values(cfg: Mapping[str, Any], where: str) -> None:
+def _token_ids(value: Any) -> bool:
+    """A token id setting: null, a non-negative integer, or a list of them (several EOS ids)."""
+    values = value if isinstance(value, list) else [value]
+    return all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 0) for v in values)
+
+
+def check_config_values(cfg: Mapping[str, Any], where: str, name: str = "config.json") -> None:
     """Numbers are numbers, flags are booleans, RoPE blocks are objects (a string here crashed converters)."""
+    for key in TOKEN_IDS:
+        if not _token_ids(cfg.get(key)):
+            raise SentinelError(f"{where}: {name} {key!r} must be a token id (a non-negative integer, a list of "
+                                f"them, or null), got {cfg[key]!r}")
     for key in POSITIVE_FLOATS:
         if cfg.get(key) is not None and not _positive_float(cfg[key]):
-            raise SentinelError(f"{where}: config.json {key!r} must be a positive number, got {cfg[key]!r}")
+            raise SentinelError(f"{where}: {name} {key!r} must be a positive number, got {cfg[key]!r}")
     for key in BOOLS:
         if cfg.get(key) is not None and not isinstance(cfg[key], bool):
             raise SentinelError(f"{where}: config.json {key!r} must be true or false, got {cfg[key]!r}")
@@ -77,7 +93,12 @@ def check_config_values(cfg: Mapping[str, Any], where: str) -> None:
 
 def check_config(config: Mapping[str, Any], where: str, families: Optional[Collection[str]] = None) -> None:
     """Family supported (when ``families`` is given), geometry keys positive integers, layout valid."""
-    model_type = config.get("model_type")
+    for key in ("text_config", "sentinel_layout", "quantization", "quantization_config"):
+        if config.get(key) is not None and not isinstance(config[key], Mapping):
+            raise SentinelError(f"{where}: config.json {key!r} must be an object, got {config[key]!r:.60}")
+    from sentinel.remote_code import base_model_type
+
+    model_type = base_model_type(config.get("model_type"))  # a forged folder's sentinel_<family> is <family>
     if families is not None and model_type not in families:
         raise SentinelError(f"{where}: unsupported model family {model_type!r}; supported: "
                             f"{', '.join(sorted(families))}")
@@ -87,11 +108,11 @@ def check_config(config: Mapping[str, Any], where: str, families: Optional[Colle
         if name not in cfg:
             raise SentinelError(f"{where}: config.json lacks {key!r}")
         if not _positive_int(cfg[name]):
-            raise SentinelError(f"{where}: config.json {name!r} must be a positive integer (at most {MAX_INT:,}), "
+            raise SentinelError(f"{where}: config.json {name!r} must be a positive integer{_bound(cfg[name])}, "
                                 f"got {cfg[name]!r}")
     for key in OPTIONAL_INTS:
         if cfg.get(key) is not None and not _positive_int(cfg[key]):
-            raise SentinelError(f"{where}: config.json {key!r} must be a positive integer (at most {MAX_INT:,}), "
+            raise SentinelError(f"{where}: config.json {key!r} must be a positive integer{_bound(cfg[key])}, "
                                 f"got {cfg[key]!r}")
     check_config_values(cfg, where)
     heads = cfg.get("num_attention_heads", cfg.get("n_head"))
@@ -152,18 +173,6 @@ TOKENIZER_SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "add
                         "generation_config.json", "chat_template.json")
 
 
-def _json_object(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_bytes())
-    except PermissionError:
-        raise SentinelError(f"cannot read {path} (permission denied)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SentinelError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise SentinelError(f"{path} must hold a JSON object, not a {type(data).__name__}")
-    return data
-
-
 def check_tokenizer_files(folder: Path) -> Optional[dict]:
     """tokenizer.json (when present) has the shape every reader assumes; the side files are JSON objects.
 
@@ -172,13 +181,14 @@ def check_tokenizer_files(folder: Path) -> Optional[dict]:
     list, ``added_tokens`` a list of objects with an integer ``id`` and a string ``content``.
     """
     folder = Path(folder)
-    for name in TOKENIZER_SIDE_FILES:
-        if (folder / name).is_file():
-            _json_object(folder / name)
+    side = {name: read_config(folder / name) for name in TOKENIZER_SIDE_FILES if (folder / name).is_file()}
+    _check_side_values(folder, side)
     path = folder / "tokenizer.json"
     if not path.is_file():
         return None
-    tok = _json_object(path)
+    tok = read_config(path)
+    for key in ("normalizer", "pre_tokenizer", "post_processor", "decoder"):
+        _check_component(path, key, tok.get(key))
     added = tok.get("added_tokens") or []
     if not isinstance(added, list):
         raise SentinelError(f"{path}: added_tokens must be a list, got a {type(added).__name__}")
@@ -205,3 +215,40 @@ def check_tokenizer_files(folder: Path) -> Optional[dict]:
     if model.get("merges") is not None and not isinstance(model["merges"], list):
         raise SentinelError(f"{path}: model.merges must be a list")
     return tok
+
+
+SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
+
+
+def _check_side_values(folder: Path, side: Mapping[str, dict]) -> None:
+    """Values every tokenizer/generation reader takes at face value: token strings, ids, sampling numbers."""
+    generation = side.get("generation_config.json", {})
+    check_config_values(generation, str(folder), "generation_config.json")
+    for key in SAMPLING:
+        value = generation.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                      and value >= 0 and value < float("inf")):
+            raise SentinelError(f"{folder}: generation_config.json {key!r} must be a number, got {value!r}")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        data = side.get(name, {})
+        for key in SPECIAL_TOKENS:
+            token = data.get(key)
+            if isinstance(token, Mapping):
+                token = token.get("content")
+            if data.get(key) is not None and not isinstance(token, str):
+                raise SentinelError(f"{folder}: {name} {key!r} must be a token string, got {data[key]!r:.60}")
+        template = data.get("chat_template")
+        if template is not None and not isinstance(template, (str, list)):
+            raise SentinelError(f"{folder}: {name} 'chat_template' must be a string, got {template!r:.60}")
+
+
+def _check_component(path: Path, key: str, block: Any) -> None:
+    """A tokenizer.json pipeline step is null or an object; a Sequence's steps are objects too."""
+    if block is None:
+        return
+    if not isinstance(block, Mapping):
+        raise SentinelError(f"{path}: {key!r} must be an object or null, got {block!r:.60}")
+    for inner in ("normalizers", "pretokenizers", "processors", "decoders"):
+        steps = block.get(inner)
+        if steps is not None and (not isinstance(steps, list) or not all(isinstance(x, Mapping) for x in steps)):
+            raise SentinelError(f"{path}: {key}.{inner} must be a list of objects")

@@ -63,6 +63,13 @@ CONFIG_CASES = {
     "tie_word_embeddings string": ({"tie_word_embeddings": "no"}, "tie_word_embeddings"),
     "rope_parameters theta string": ({"rope_parameters": {"rope_type": "default", "rope_theta": "x"}},
                                      "rope_theta"),
+    "rope_scaling factor string": ({"rope_scaling": {"type": "linear", "factor": "2"}}, "rope_scaling.factor"),
+    "rope_type an integer": ({"rope_scaling": {"rope_type": 5}}, "rope_type"),
+    "max_position_embeddings 2**31": ({"max_position_embeddings": 2**31}, "max_position_embeddings"),
+    "head_dim zero": ({"head_dim": 0}, "head_dim"),
+    "eos_token_id a string": ({"eos_token_id": "x"}, "eos_token_id"),
+    "sentinel_layout a string": ({"sentinel_layout": "x"}, "sentinel_layout"),
+    "text_config a list": ({"text_config": [1]}, "text_config"),
 }
 
 
@@ -136,7 +143,31 @@ def _tok_not_utf8(folder):
     (folder / "tokenizer.json").write_bytes(b"\xff\xfe{}")
 
 
+def _tok_edit(**changes):
+    def damage(folder):
+        tok = json.loads((folder / "tokenizer.json").read_text())
+        tok.update(changes)
+        (folder / "tokenizer.json").write_text(json.dumps(tok))
+    return damage
+
+
+def _side_file(name, data):
+    return lambda folder: (folder / name).write_text(json.dumps(data))
+
+
 TOKENIZER_CASES = {
+    "pre_tokenizer a string": (_tok_edit(pre_tokenizer="x"), "pre_tokenizer"),
+    "decoder a list": (_tok_edit(decoder=[1]), "decoder"),
+    "normalizer a string": (_tok_edit(normalizer="x"), "normalizer"),
+    "pre_tokenizer steps not objects": (_tok_edit(pre_tokenizer={"type": "Sequence", "pretokenizers": [1]}),
+                                        "pretokenizers"),
+    "generation temperature a string": (_side_file("generation_config.json", {"temperature": "hot"}),
+                                        "temperature"),
+    "generation eos id a string": (_side_file("generation_config.json", {"eos_token_id": "x"}), "eos_token_id"),
+    "tokenizer_config eos_token an int": (_side_file("tokenizer_config.json", {"eos_token": 5}), "eos_token"),
+    "tokenizer_config chat_template an int": (_side_file("tokenizer_config.json", {"chat_template": 5}),
+                                              "chat_template"),
+    "special_tokens_map eos a list": (_side_file("special_tokens_map.json", {"eos_token": ["a"]}), "eos_token"),
     "tokenizer.json a list": (_tok_list, "tokenizer.json"),
     "no model.vocab": (_tok_no_vocab, "vocab"),
     "vocab a list": (_tok_vocab_list, "vocab"),
@@ -158,6 +189,17 @@ def test_tokenizer_files(tmp_path, ckpt, case):
     damage(ckpt)
     before = snapshot(tmp_path)
     assert_error(convert(ckpt, tmp_path / "out" / "m.gguf"), fragment)
+    assert_unchanged(before, tmp_path)
+
+
+def test_model_card_and_source_json_broken(tmp_path, ckpt):
+    (ckpt / "README.md").write_text("---\nlicense: [unclosed\n---\n")
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, tmp_path / "m.gguf"), "README.md")
+    (ckpt / "README.md").unlink()
+    (ckpt / "SOURCE.json").write_text("[]")
+    before = snapshot(tmp_path)
+    assert_error(convert(ckpt, tmp_path / "m.gguf"), "SOURCE.json")
     assert_unchanged(before, tmp_path)
 
 

@@ -143,9 +143,9 @@ BAD_OPTIONS = [
     (["serve", "{m}", "--host", "999.1.1.1"], "'--host': '999.1.1.1' is not an IP address or a host name"),
     (["serve", "{m}", "--host", "bad host!"], "is not an IP address or a host name"),
     (["serve", "{m}", "--max-body-bytes", "0"], "'--max-body-bytes': 0 is not in the range x>=1"),
-    (["serve", "{m}", "--mod", "/etc"], "No such option: --mod"),  # serve has no mlx_lm.server pass-through
-    (["serve", "{m}", "--allowed-origins", "*"], "No such option: --allowed-origins"),
-    (["serve", "{m}", "--no-such-mlx-flag"], "No such option: --no-such-mlx-flag"),
+    (["serve", "{m}", "--mod", "/etc"], "No such option '--mod'"),  # serve has no mlx_lm.server pass-through
+    (["serve", "{m}", "--allowed-origins", "*"], "No such option '--allowed-origins'"),
+    (["serve", "{m}", "--no-such-mlx-flag"], "No such option '--no-such-mlx-flag'"),
     (["generate", "{m}", "-p", "x", "--bogus"], "No such option '--bogus'"),
     (["bogus-command"], "No such command 'bogus-command'"),
 ]
