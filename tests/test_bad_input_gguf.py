@@ -334,3 +334,36 @@ def test_good_run_publishes_gguf_and_modelfile_together(tmp_path, ckpt):
     result = convert(ckpt, tmp_path / "a" / "m.gguf")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m.Modelfile", "m.gguf"]
+
+
+def test_failed_modelfile_rename_restores_the_previous_pair(tmp_path, ckpt, monkeypatch):
+    import convert.gguf_output as output
+
+    assert convert(ckpt, tmp_path / "m.gguf").exit_code == 0
+    before = snapshot(tmp_path)
+    real = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith("m.Modelfile") and ".tmp-" in str(src):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", failing)
+    assert_error(convert(ckpt, tmp_path / "m.gguf", "--outtype", "f32", "--force"), "no space left on device")
+    assert_unchanged(before, tmp_path)
+
+
+def test_sigterm_mid_write_leaves_nothing(tmp_path, ckpt):
+    out = tmp_path / "new" / "m.gguf"
+    before = snapshot(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_GGUF, "convert", str(ckpt), "--to", "gguf",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not list(tmp_path.glob("new/.m.gguf.tmp-*")):
+        time.sleep(0.1)
+    assert list(tmp_path.glob("new/.m.gguf.tmp-*")), "the converter never created its temp file"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert_unchanged(before, tmp_path)
