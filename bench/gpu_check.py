@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_ID = "sentinel-gpu-check/1"
 # Share of the budget left when each section starts (later sections inherit what earlier ones leave).
-SHARES = {"tests": 0.15, "stages": 0.55, "forge": 0.30}
+SHARES = {"tests": 0.22, "stages": 0.50, "forge": 0.28}
 RESERVE_S = 8.0  # for the estimates and the last write
 
 
@@ -77,7 +77,9 @@ def env_facts() -> dict:
 def plans(dry_run: bool, defaults: dict, device: str) -> dict:
     """Settings of the stage runs and the short forge: the default forge's shape on a GPU, tiny on a dry run."""
     shapes = ["smollm2-135m", "qwen2.5-coder-0.5b", "qwen3.5-4b"]
-    runs = [[s, m] for m in ("full", "lora", "nf4") for s in shapes]
+    # Priority order (later runs are the first skipped when time runs out): every shape in the default mode,
+    # then the other modes from the biggest shape down, where the tier matters most.
+    runs = [[s, "full"] for s in shapes] + [[s, m] for s in reversed(shapes) for m in ("nf4", "lora")]
     if dry_run:  # every shape once, every mode once: the same code paths in a third of the time
         runs = [[s, "full"] for s in shapes] + [[shapes[0], "lora"], [shapes[0], "nf4"]]
         stages = dict(steps=2, warmup_steps=1, batch_size=2, seq_len=32, train_windows=8, eval_windows=2,
@@ -86,8 +88,8 @@ def plans(dry_run: bool, defaults: dict, device: str) -> dict:
     else:
         stages = dict(steps=12, warmup_steps=3, batch_size=defaults["batch_size"], seq_len=defaults["seq_len"],
                       train_windows=64, eval_windows=16, calib_windows=defaults["calib_windows"], channel_group=64)
-        forge = dict(steps=40, batch_size=defaults["batch_size"], seq_len=defaults["seq_len"], train_tokens=100_000,
-                     eval_tokens=8192, calib_windows=16)
+        forge = dict(steps=20, batch_size=defaults["batch_size"], seq_len=defaults["seq_len"], train_tokens=60_000,
+                     eval_tokens=4096, calib_windows=8)
     stages.update(dry_run=dry_run, device=device, runs=runs, target_params=defaults["target_params"],
                   cycles=defaults["cycles"])
     forge.update(dry_run=dry_run, device=device, target_params=0.9)
@@ -112,7 +114,7 @@ class Check:
     def write(self) -> Path:
         self.doc["wall_s"] = time.time() - self.start
         for f in self.work.iterdir():
-            if f.is_file() and f.suffix in (".log", ".xml", ".json"):
+            if f.is_file() and f.suffix in (".log", ".jsonl", ".json"):
                 shutil.copy(f, self.logs / f.name)
         path = self.out_dir / "gpu_check.json"
         tmp = path.with_suffix(".json.tmp")

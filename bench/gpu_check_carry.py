@@ -165,8 +165,8 @@ def install(stash: Path) -> None:
         if installed(dist) or installed(dist.replace("_", "-")):
             continue
         site.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile", "--quiet",
-               "--disable-pip-version-check", "--target", str(site), str(wheel)]
+        cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile", "--quiet",
+               "--disable-pip-version-check", "--root-user-action=ignore", "--target", str(site), str(wheel)]
         if subprocess.run(cmd).returncode != 0:  # no pip here: a wheel is a zip laid out for site-packages
             with zipfile.ZipFile(wheel) as z:
                 z.extractall(site)

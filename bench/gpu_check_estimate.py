@@ -26,9 +26,14 @@ def scale_of(run: dict) -> float:
     return run["full_params"] / run["params"] if run.get("params") and run.get("full_params") else 1.0
 
 
-def forge_seconds(run: dict, defaults: dict) -> dict | None:
-    """The default forge's wall time from one run's stages (None when a stage it needs is missing)."""
-    st = run.get("stages", {})
+def forge_seconds(run: dict, defaults: dict, save: dict | None = None) -> dict | None:
+    """The default forge's wall time from one run's stages (None when a stage it needs is missing).
+
+    ``save``: the save stage to use when the run has none (saves are measured once per shape, in its full run).
+    """
+    st = dict(run.get("stages", {}))
+    if not _ok(st.get("save")) and save is not None:
+        st["save"] = save
     need = ("eval", "stage0", "prune", "distill", "control")
     if not all(_ok(st.get(s)) for s in need):
         return None
@@ -49,6 +54,7 @@ def forge_seconds(run: dict, defaults: dict) -> dict | None:
 def estimates(runs: list[dict], defaults: dict) -> dict:
     """Per shape and mode: distillation tokens/s and the default forge's estimated wall time."""
     out = {}
+    saves = {r["shape"]: r["stages"]["save"] for r in runs if _ok(r.get("stages", {}).get("save"))}
     for run in runs:
         if run.get("status") in ("skipped", "pending"):
             continue
@@ -57,7 +63,7 @@ def estimates(runs: list[dict], defaults: dict) -> dict:
         per[run["mode"]] = {"distill_tokens_per_s": distill.get("tokens_per_s") if _ok(distill) else None,
                             "distill_tokens_per_s_full_depth": (distill["tokens_per_s"] / scale_of(run)
                                                                 if _ok(distill) else None),
-                            "default_forge": forge_seconds(run, defaults)}
+                            "default_forge": forge_seconds(run, defaults, saves.get(run["shape"]))}
     return out
 
 

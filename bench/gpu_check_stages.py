@@ -182,7 +182,9 @@ def run_one(plan: dict, shape: str, mode: str, row: dict, save, clock: Clock) ->
           and step("prune", prune_with_copies)
           and step("distill", trained("model", distill=True))
           and step("control", trained("control"))
-          and step("save", lambda: save_stage(state["model"], device)))
+          and (mode != "full" or step("save", lambda: save_stage(state["model"], device))))
+    if mode != "full" and row["stages"]["save"]["status"] == "pending":
+        row["stages"]["save"] = {"status": "skipped", "reason": "measured in the full run (same model size)"}
     for name, stage in row["stages"].items():
         if stage["status"] == "pending":
             stage.update(status="skipped", reason="an earlier stage of this run did not complete")

@@ -1,13 +1,16 @@
-"""GPU check section: the CUDA-only tests (``@pytest.mark.cuda``), run by pytest, outcomes read from JUnit XML.
+"""GPU check section: the CUDA-only tests (``@pytest.mark.cuda``), run by pytest, one outcome line per test.
 
 Only the test files that carry the marker are collected: collecting the whole suite
-would import modules this machine may lack (mlx, gguf) for nothing.
+would import modules this machine may lack (mlx, gguf) for nothing. Outcomes come
+from bench/gpu_check_pytest.py as each test ends, so a run stopped at its limit
+still reports the tests it finished.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,21 +21,11 @@ def cuda_test_files() -> list[str]:
     return sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_*.py") if MARK in p.read_text())
 
 
-def read_junit(path: Path) -> tuple[dict, list[dict]]:
+def read_results(path: Path) -> tuple[dict, list[dict]]:
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    cases = []
-    if not path.is_file():
-        return counts, cases
-    for case in ET.parse(path).getroot().iter("testcase"):
-        outcome, message = "passed", None
-        for child, name in (("failure", "failed"), ("error", "errors"), ("skipped", "skipped")):
-            node = case.find(child)
-            if node is not None:
-                outcome, message = name, (node.get("message") or node.text or "")[:500]
-                break
-        counts[outcome] += 1
-        cases.append({"name": f"{case.get('classname')}::{case.get('name')}", "outcome": outcome,
-                      "seconds": float(case.get("time") or 0), "message": message})
+    cases = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    for case in cases:
+        counts[case["outcome"]] += 1
     return counts, cases
 
 
@@ -40,12 +33,13 @@ def run_tests(work: Path, limit: float, run_bounded) -> dict:
     files = cuda_test_files()
     if not files:
         return {"status": "skipped", "reason": f"no test file has {MARK}", "counts": None, "cases": []}
-    junit = work / "cuda_tests.xml"
-    junit.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-rA",
-           "--continue-on-collection-errors", f"--junitxml={junit}", *files]
-    proc = run_bounded(cmd, limit, work / "cuda_tests.log")
-    counts, cases = read_junit(junit)
+    results = work / "cuda_tests.jsonl"
+    results.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", "-p", "bench.gpu_check_pytest",
+           "-rA", "--continue-on-collection-errors", *files]
+    env = dict(os.environ, SENTINEL_GPU_CHECK_RESULTS=str(results))
+    proc = run_bounded(cmd, limit, work / "cuda_tests.log", env=env)
+    counts, cases = read_results(results)
     if proc["timed_out"]:
         status = "timeout"
     elif proc["returncode"] in (0, 5):  # 5: nothing collected

@@ -44,8 +44,9 @@ done
 if [[ -z "$BUDGET" ]]; then BUDGET=$([[ -n "$DRY" ]] && echo 240 || echo 480); fi
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
-stash
+CARRY=()
+if [[ -z "$DRY" ]]; then stash; CARRY=(--carry-dir "$STASH"); fi  # a dry run uses nothing carried (tiny, random)
 export SENTINEL_HOME="${TMPDIR:-/tmp}/sentinel-gpu-check-home"  # nothing leaks into ~/.cache/sentinel
 # The Python side keeps its own per-section limits; this outer one only catches a stuck interpreter.
 exec timeout -k 10 "$(( ${BUDGET%.*} + 30 ))" "$PY" -m bench.gpu_check "$OUT" --budget "$BUDGET" \
-  --carry-dir "$STASH" $DRY
+  ${CARRY[@]+"${CARRY[@]}"} $DRY
