@@ -22,7 +22,7 @@ from forge_cuda import hf_export, modeling_sentinel, wrappers
 from forge_cuda.pruning.defrag import model_layout
 from forge_cuda.families import family_for
 from sentinel.atomic import atomic_dir
-from sentinel.config import family_config, read_config as raw_config
+from sentinel.config import family_config, read_config as raw_config, text_config
 from sentinel.errors import LayoutError, SentinelError
 from sentinel.layout import HeadLayout, read_layout
 from sentinel.remote_code import is_forged_config
@@ -116,9 +116,17 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32, device: str
 
 
 def load_tokenizer(path: str | Path):
+    """The folder's tokenizer; a vocabulary-trimmed folder (layout v3) must carry the trimmed one."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(Path(path))
+    tokenizer = AutoTokenizer.from_pretrained(Path(path))
+    raw = read_config(Path(path))
+    cfg = text_config(raw)
+    if (raw.get("sentinel_layout") or cfg.get("sentinel_layout") or {}).get("vocab_ids") is not None \
+            and len(tokenizer) != cfg.get("vocab_size"):
+        raise SentinelError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the vocabulary-trimmed model "
+                            f"has {cfg.get('vocab_size')} rows (was the trimmed tokenizer saved with it?)")
+    return tokenizer
 
 
 def check_shapes(model: nn.Module, layout: HeadLayout) -> None:

@@ -159,3 +159,18 @@ def test_vocab_rows_are_one_free_move_of_the_pruning_search():
                            channel_group=channel_group_for(layout), extra=[VocabPart(plan)]).select(target)
     assert picked.moves["vocab_rows"] == 1 and picked.units["vocab_rows"] == plan.removed_rows
     assert picked.removed >= target and picked.moves["channels"] + picked.moves["query"] + picked.moves["group"] > 0
+
+
+def test_trimmed_folder_with_the_base_tokenizer_is_refused(tmp_path):
+    from forge_cuda.checkpoint import load_tokenizer, save_model
+    from sentinel.errors import SentinelError
+
+    model = vocab_model("llama")
+    plan = domain_plan(model, "0.95")
+    restrict_vocab(model, plan.kept)
+    folder = save_model(model, tmp_path / "wrong", tokenizer=chat_tokenizer())
+    with pytest.raises(SentinelError, match=f"tokenizer has {VOCAB} tokens but the vocabulary-trimmed model has "
+                                            f"{len(plan.kept)} rows"):
+        load_tokenizer(folder)
+    good = save_model(model, tmp_path / "right", tokenizer=trim_hf_tokenizer(chat_tokenizer(), plan.kept))
+    assert len(load_tokenizer(good)) == len(plan.kept)
