@@ -87,7 +87,8 @@ def verify_gguf(model: str | os.PathLike, targets=None, contexts=None, decode_to
     decode_tokens = decode_tokens or DEFAULTS["decode_tokens"]
     repeats = repeats or DEFAULTS["repeats"]
     chosen = get_targets(targets)
-    folder = check_report_folder(Path(out) if out else path.parent)  # before the measurement, not after
+    folder = check_report_folder(Path(out) if out else path.parent,  # before the measurement, not after
+                                 (f"{path.stem}.verify.json", f"{path.stem}.verify.md"))
     args = json.dumps({"path": str(path.resolve()), "contexts": contexts, "decode_tokens": decode_tokens,
                        "repeats": repeats})
     child = subprocess.run([sys.executable, "-m", "convert.gguf_verify", args], capture_output=True, text=True,

@@ -219,7 +219,7 @@ def verify(model: str | Path, targets: Optional[str | list[str]] = None, context
     repeats = repeats or defaults["repeats"]
     _positive("contexts", contexts)
     _positive("--decode-tokens and --repeats", [decode_tokens, repeats])
-    check_report_folder(out if out is not None else folder)  # before minutes of measuring, not after
+    check_report_folder(out if out is not None else folder, ("verify.json", "verify.md"))  # before measuring
     mfacts = planner.model_facts(folder)
     measured = measure(folder, contexts, decode_tokens, repeats, progress, keep_dtype)
     computed = measured["compute_dtype"]

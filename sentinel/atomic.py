@@ -80,10 +80,14 @@ def check_writable(target: str | os.PathLike) -> Path:
     return target
 
 
-def check_report_folder(folder: str | os.PathLike) -> Path:
-    """A folder that reports (verify.json, .md) will be written into: creatable, not a file, writable."""
+def check_report_folder(folder: str | os.PathLike, names: Iterable[str] = ()) -> Path:
+    """A folder that reports (``names``, e.g. verify.json, .md) will be written into: creatable, not a
+    file, writable, and none of ``names`` already a folder there."""
     folder = check_creatable(folder)
     check_writable(folder / "report")
+    for name in names:
+        if (folder / name).is_dir():
+            raise SentinelError(f"cannot write {folder / name}: it is a folder")
     return folder
 
 

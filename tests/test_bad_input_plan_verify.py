@@ -144,6 +144,19 @@ def test_verify_gguf_out_is_a_file(tmp_path, folder, monkeypatch):
     assert_unchanged(before, tmp_path)
 
 
+def test_verify_report_path_is_a_folder(tmp_path, folder, monkeypatch):
+    pytest.importorskip("gguf")
+    pytest.importorskip("cyllama")
+    from convert.to_gguf import convert_to_gguf
+
+    model = convert_to_gguf(folder, tmp_path / "g" / "m.gguf", outtype="f32")
+    (tmp_path / "g" / "m.verify.json").mkdir()
+    _refuse_measuring(monkeypatch)
+    before = snapshot(tmp_path)
+    assert_error(cli("verify", model), "m.verify.json", "is a folder")
+    assert_unchanged(before, tmp_path)
+
+
 def test_verify_mlx_out_is_a_file(tmp_path, folder, monkeypatch):
     pytest.importorskip("mlx.core")
     from convert import convert_to_mlx
