@@ -168,3 +168,31 @@ def test_sentencepiece_like_tokenizers_get_one_error_naming_vocab_keep(kind):
         trim_hf_tokenizer(hf, np.arange(2))
     assert "\n" not in str(err.value)
     assert ("SentencePiece" in str(err.value)) == (kind != "wordpiece")
+
+
+def test_sentencepiece_plan_fails_unless_the_vocabulary_is_kept():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from forge_cuda.vocab import plan_vocab
+    from tiny_vocab import vocab_model
+
+    pieces = [("<unk>", 0.0)] + [(chr(97 + i % 26) * (1 + i // 26), -1.0 - i) for i in range(VOCAB - 1)]
+    hf = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.Unigram(pieces, unk_id=0)))
+    model = vocab_model("llama")
+    counts = np.ones(VOCAB, dtype=np.int64)
+    with pytest.raises(SentinelError) as err:
+        plan_vocab(model, hf, counts, parse_vocab_policy("domain"))
+    assert str(err.value).count("\n") == 0 and "SentencePiece" in str(err.value) and "--vocab keep" in str(err.value)
+    kept = plan_vocab(model, hf, counts, parse_vocab_policy("keep"))
+    assert kept.removed_params == 0 and len(kept.kept) == VOCAB
+
+
+def test_slow_tokenizer_without_tokenizer_json_names_vocab_keep():
+    from forge_cuda.vocab.tokenizer_files import backend
+
+    class SlowSentencePiece:  # what a tokenizer.model-only folder loads as: no backend_tokenizer
+        pass
+
+    with pytest.raises(SentinelError, match="SentencePiece model.*--vocab keep"):
+        backend(SlowSentencePiece())
