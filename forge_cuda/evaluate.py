@@ -99,5 +99,5 @@ def perplexity(model: nn.Module, windows: torch.Tensor, batch_size: int = 8, des
     out = {"loss": loss, "ppl": math.exp(loss), "nll": total_nll, "tokens": total_tokens, "windows": len(windows),
            "seq_len": windows.shape[1], "seconds": time.perf_counter() - start}
     if token_bytes is not None:
-        out.update(bytes=total_bytes, bpb=bits_per_byte(total_nll, total_bytes))
+        out.update(predicted_bytes=total_bytes, bpb=bits_per_byte(total_nll, total_bytes))
     return out

@@ -5,10 +5,18 @@ Stage 0 evaluates the base model (baseline), then trains it on the domain for
 prunes the forged track k/cycles of the way to the target (``target_params`` of
 the base parameters, allocated over heads and channels; or the explicit levels),
 with importance on the calibration split, defrag and optional mitosis, and
-recovers: by distilling the teacher's logits (``recovery="distill"``) or by LoRA
-on labels (``recovery="lora"``, the original forge). The control trains the
-unpruned model for the same steps on the same windows with the same trainable
-parameters, on labels. Every number comes from one evaluator on the held-out eval split.
+recovers: block-local distillation (each decoder block toward the teacher's block,
+forge_cuda.recovery.blocklocal), then global KD of the teacher's logits
+(``recovery="distill"``) or LoRA on labels (``recovery="lora"``, the original forge).
+The control trains the unpruned model for the same tokens on the same windows with
+the same trainable parameters, on labels. Every number comes from one evaluator on the
+held-out eval documents (bits per byte and PPL; an out-of-domain row on ``docs``).
+
+``budget`` ("45m" wall time or "200k" tokens, forge_cuda.recovery.budget) sizes the
+recovery instead of ``train.steps``: split evenly over the cycles, ``blocklocal_share``
+of each cycle to block-local distillation, the rest to KD; stage 0 keeps ``train.steps``.
+Curves (bpb and PPL against recovery tokens, forged and control, ``curve_points`` per
+phase on the first ``curve_eval_tokens`` eval tokens) go into the report.
 
 Work lives in ``<out>.partial/`` (resumable with ``--resume``) and is renamed
 to ``<out>`` only when the run is complete.
@@ -27,15 +35,18 @@ import torch
 
 from forge_cuda.checkpoint import load_model, load_tokenizer, param_count, save_model
 from forge_cuda.data import build_splits
-from forge_cuda.pruning.defrag import model_layout
 from forge_cuda import distributed
-from forge_cuda.evaluate import perplexity
+from forge_cuda.recovery.blocklocal import BlockLocalConfig
+from forge_cuda.recovery.budget import parse_budget
+from forge_cuda.recovery.phases import RecoveryPhases
+from forge_cuda.recovery.recipe import default_lr
+from forge_cuda.report import plural
+from forge_cuda.run_facts import model_numbers, pick_device
 from forge_cuda.pruning.options import PruneOptions
-from forge_cuda.pruning.space import kv_bytes_per_token
 from forge_cuda.pruning.step import default_cycles, prune_once
 from forge_cuda.status import Status
 from forge_cuda.tiers import choose_tier
-from forge_cuda.train import TrainConfig, train_model
+from forge_cuda.train import TrainConfig
 
 RECOVERIES = ("distill", "lora")
 from sentinel.atomic import read_json, write_json
@@ -59,6 +70,14 @@ class ForgeConfig:
     calib_windows: int = 16
     eval_batch_size: int = 8
     control: bool = True
+    budget: str | None = None  # "45m" / "200k": recovery budget (forge_cuda.recovery.budget); None: train.steps
+    blocklocal_share: float = 0.25  # of each cycle's budget
+    blocklocal: BlockLocalConfig = field(default_factory=BlockLocalConfig)  # steps used without a budget
+    ood_domain: str | None = "docs"  # out-of-domain row (English prose); None or the domain itself: no row
+    ood_eval_tokens: int = 4096
+    curve_points: int = 4  # evaluations per recovery phase
+    curve_eval_tokens: int = 4096
+    keep_teacher: bool = False  # also write stage 0's model to <out>/teacher (benches reuse it)
     tier: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -69,48 +88,25 @@ class ForgeConfig:
         if self.cycles is None:
             target = self.prune.target_params
             self.cycles = default_cycles(target, self.max_step_params) if target is not None else 2
+        if self.budget is not None:
+            parse_budget(self.budget)  # one error line now, not after stage 0
 
     def track_train(self, track: str) -> TrainConfig:
-        """What each stage trains: stage 0, the control and the forged track (LoRA when recovery is lora)."""
+        """What each stage trains: stage 0, the control and the forged track (LoRA when recovery is lora);
+        the learning rate from the recipe unless one was given."""
         cfg = copy.deepcopy(self.train)
         if self.recovery == "lora":
             cfg.trainable = "lora"
+        if cfg.lr is None:
+            loss = "distill" if track == "forged" and self.recovery == "distill" else "labels"
+            cfg.lr = default_lr(cfg.trainable, loss)
         return cfg
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return distributed.local_device()
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise SentinelError(f"--device {requested}: no CUDA device is visible on this machine")
-    try:
-        device = torch.device(requested)
-    except RuntimeError:
-        raise SentinelError(f"--device {requested!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise SentinelError(f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    if device.type not in ("cpu", "cuda"):
-        raise SentinelError(f"--device {requested}: the forge runs on cpu or cuda")
-    return device
-
-
-def model_numbers(model) -> dict:
-    """Size numbers reported per row: params, bytes as stored, KV bytes per token (fp16 cache)."""
-    layout = model_layout(model)
-    kv_fp16 = kv_bytes_per_token(model, layout, 2)
-    params = param_count(model)
-    dtype_bytes = next(model.parameters()).element_size()
-    return {"params": params, "bytes": params * dtype_bytes, "bytes_fp16": params * 2,
-            "kv_bytes_per_token_fp16": kv_fp16, "q_heads": layout.q_counts, "kv_heads": layout.kv_counts,
-            "q_heads_total": sum(layout.q_counts), "kv_heads_total": sum(layout.kv_counts),
-            "mlp_channels": layout.mlp_widths, "mlp_channels_total": sum(w or 0 for w in layout.mlp_widths),
-            "layout": layout.to_dict()}
-
-
-class ForgeRun:
+class ForgeRun(RecoveryPhases):
     """One forge run: holds both tracks, the splits, the status file and the resumable state."""
 
     def __init__(self, cfg: ForgeConfig, out: Path, resume: bool = False, force: bool = False,
@@ -159,44 +155,12 @@ class ForgeRun:
             return
         write_json(self.work / "state.json", state)
         keep = {f"cycle_{cycle}", f"cycle_{state['accepted_cycle']}", "cycle_0"}  # cycle 0 is the teacher
+        shutil.rmtree(self.work / f"cycle_{cycle}" / "blocklocal", ignore_errors=True)  # the mid-cycle checkpoint
         for old in self.work.glob("cycle_*"):
             if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
 
-    # --- phases ------------------------------------------------------------------------------
-    def _evaluate(self, model, desc: str) -> dict:
-        self.status.update(phase="evaluate", message=desc)
-        return perplexity(model, self.splits.eval, self.cfg.eval_batch_size, desc=f"eval {desc}",
-                          progress=self.progress)
-
-    def _train(self, model, cycle: int, track: str, teacher=None):
-        cfg = self.cfg.track_train(track)
-        cfg.seed = self.cfg.seed + cycle  # same seed for both tracks within a stage
-
-        def on_step(info):
-            self.status.update(phase="control" if track == "control" else "train", cycle=cycle, step=info["step"],
-                               steps=info["steps"], loss=info["loss"], tokens_per_s=info["tokens_per_s"],
-                               eta_s=info["eta_s"], message=f"{track} cycle {cycle}")
-
-        return train_model(model, self.splits.train, cfg, desc=f"{track} c{cycle}", on_step=on_step,
-                           progress=self.progress, tier=self.tier.name, device=self.device, teacher=teacher)
-
-    def _teacher(self, forged):
-        """The domain-tuned unpruned model (stage 0), frozen; only distillation needs it."""
-        if self.cfg.recovery != "distill":
-            return None
-        teacher = copy.deepcopy(forged) if forged is not None else self._load_track(0, "forged")
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        if self.device.type == "cuda":  # the teacher only runs forward: half the memory in bf16/fp16
-            from forge_cuda.train import resolve_precision
-
-            half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(self.cfg.train.precision,
-                                                                                       self.device))
-            if half is not None:
-                teacher = teacher.to(half)
-        return teacher.eval()
-
+    # --- the run ------------------------------------------------------------------------------
     def run(self) -> dict:
         """Run (or resume) the forge; on failure status.json says so, and a run that completed no
         stage leaves nothing behind (a later stage's failure keeps ``.partial`` for ``--resume``)."""
@@ -210,6 +174,31 @@ class ForgeRun:
                     shutil.rmtree(self.work, ignore_errors=True)
             raise
 
+    def _stage0(self, cfg) -> tuple[dict, object]:
+        """Baseline evaluation, then domain training of the base: the teacher and both tracks' start."""
+        base = load_model(self.source, device=self.device)
+        gpu = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
+        self.tier = choose_tier(param_count(base), self.device.type, gpu, cfg.tier)
+        state = {"config": cfg.to_dict(), "tier": self.tier.to_dict(), "data": self.splits.stats,
+                 "source": str(self.source), "device": str(self.device), "cycles": [],
+                 "accepted_cycle": 0, "stopped_by_budget": False, "seconds": {}, "resumed": []}
+        if self.ood is not None:
+            state["data"]["ood"] = {"source": self.ood.source, **self.ood.stats}
+        self.status.update(phase="baseline", message="baseline evaluation")
+        state["baseline"] = {**self._evaluate(base, "baseline"), **model_numbers(base)}
+        state["baseline_ood"] = self._evaluate_ood(base, "baseline")
+        forged, stats = self._train(base, 0, "stage0")
+        row = {"cycle": 0, "level": 0.0, "train": stats, "forged": {**self._evaluate(forged, "stage 0"),
+                                                                      **model_numbers(forged)}}
+        row["control"] = dict(row["forged"])
+        row["forged_ood"] = self._evaluate_ood(forged, "stage 0")
+        print(f"stage 0: baseline {state['baseline']['bpb']:.4f} bpb (PPL {state['baseline']['ppl']:.2f}) -> "
+              f"domain-tuned {row['forged']['bpb']:.4f} bpb (PPL {row['forged']['ppl']:.2f})")
+        state["cycles"].append(row)
+        self._save_track(forged, 0, "forged")
+        self._checkpoint(state, 0)
+        return state, forged
+
     def _run(self) -> dict:
         cfg = self.cfg
         t0 = time.perf_counter()
@@ -217,28 +206,14 @@ class ForgeRun:
         self.splits = build_splits(cfg.domain, self.tokenizer, cfg.seq_len, seed=cfg.seed,
                                    max_tokens={"train": cfg.train_tokens, "eval": cfg.eval_tokens,
                                                "calibration": cfg.calib_windows * cfg.seq_len})
+        self._prepare_eval()
         state = read_json(self.work / "state.json") if (self.work / "state.json").exists() else None
         if state and state["config"] != json.loads(json.dumps(cfg.to_dict())):
             raise SentinelError(f"{self.work} was started with other settings; use --force to start over")
         if state is None:
-            base = load_model(self.source, device=self.device)
-            gpu = torch.cuda.get_device_properties(self.device).total_memory if self.device.type == "cuda" else None
-            self.tier = choose_tier(param_count(base), self.device.type, gpu, cfg.tier)
-            state = {"config": cfg.to_dict(), "tier": self.tier.to_dict(), "data": self.splits.stats,
-                     "source": str(self.source), "device": str(self.device), "cycles": [],
-                     "accepted_cycle": 0, "stopped_by_budget": False, "seconds": {}, "resumed": []}
-            self.status.update(phase="baseline", message="baseline evaluation")
-            state["baseline"] = {**self._evaluate(base, "baseline"), **model_numbers(base)}
-            forged, stats = self._train(base, 0, "stage0")
-            row = {"cycle": 0, "level": 0.0, "train": stats, "forged": {**self._evaluate(forged, "lora c0"),
-                                                                          **model_numbers(forged)}}
-            row["control"] = dict(row["forged"])
-            print(f"stage 0: baseline PPL {state['baseline']['ppl']:.2f} -> domain-tuned {row['forged']['ppl']:.2f}")
-            state["cycles"].append(row)
-            self._save_track(forged, 0, "forged")
-            self._checkpoint(state, 0)
+            state, forged = self._stage0(cfg)
             control = copy.deepcopy(forged) if cfg.control else None
-            teacher = self._teacher(forged)
+            self.teacher_model = self._teacher(forged)
         else:
             from forge_cuda.tiers import Tier
 
@@ -247,43 +222,90 @@ class ForgeRun:
             forged = self._load_track(done, "forged")
             control = (self._load_track(done, "control") if done > 0 else copy.deepcopy(forged)) \
                 if cfg.control else None
-            teacher = self._teacher(None)
-            state.setdefault("resumed", []).append({"after_cycle": done})
-        print(f"tier: {self.tier.name} ({self.tier.reason}); recovery: {cfg.recovery} "
-              f"({cfg.track_train('forged').trainable} parameters); {cfg.cycles} cycles")
+            self.teacher_model = self._teacher(None)
+            state.setdefault("resumed", []).append({"after_cycle": done,
+                                                    "mid_cycle": (state.get("partial") or {}).get("cycle")})
+        trained = cfg.track_train("forged").trainable
+        print(f"tier: {self.tier.name} ({self.tier.reason}); recovery: {cfg.recovery}, "
+              f"{'LoRA adapters' if trained == 'lora' else 'all parameters'} trained; "
+              f"{plural(cfg.cycles, 'cycle')}" + (f"; budget {parse_budget(cfg.budget).describe()}"
+                                                   if cfg.budget else ""))
         base = {"params": state["baseline"]["params"], "channels": state["baseline"]["mlp_channels_total"]}
         for cycle in range(state["completed_cycle"] + 1, cfg.cycles + 1):
             if state["stopped_by_budget"]:
                 break
-            level = cfg.prune_level * cycle / cfg.cycles
-            self.status.update(phase="importance", cycle=cycle, message=f"scoring units ({cfg.prune.criterion})")
-            pruning = prune_once(forged, self.splits.calibration, cfg.prune_level, cfg.prune, seed=cfg.seed + cycle,
-                                 on_phase=lambda p: self.status.update(phase=p, cycle=cycle),
-                                 cycle_progress=cycle / cfg.cycles, base=base, progress=self.progress)
-            row = {"cycle": cycle, "level": level, "target_params": pruning["target_params"], "pruning": pruning,
-                   "one_shot": self._evaluate(forged, f"pruned c{cycle}")}
-            forged, row["train"] = self._train(forged, cycle, "forged", teacher=teacher)
-            row["forged"] = {**self._evaluate(forged, f"forged c{cycle}"), **model_numbers(forged)}
-            if control is not None:
-                control, _ = self._train(control, cycle, "control")
-                row["control"] = {**self._evaluate(control, f"control c{cycle}"), **model_numbers(control)}
-            state["cycles"].append(row)
-            print(f"cycle {cycle}/{cfg.cycles}: {row['pruning']['layout_summary']}; params "
-                  f"{row['forged']['params']:,}; PPL pruned {row['one_shot']['ppl']:.2f} -> recovered "
-                  f"{row['forged']['ppl']:.2f}" + (f", control {row['control']['ppl']:.2f}" if "control" in row else ""))
-            self.status.update(phase="save", cycle=cycle, message="saving cycle checkpoint")
-            self._save_track(forged, cycle, "forged")
-            if control is not None:
-                self._save_track(control, cycle, "control")
-            within = self._within_budget(row)
-            row["within_budget"] = within
-            if within:
-                state["accepted_cycle"] = cycle
-            else:
-                state["stopped_by_budget"] = True
-            self._checkpoint(state, cycle)
+            forged, control = self._cycle(state, cycle, forged, control, base)
         state["seconds"]["total_this_session"] = time.perf_counter() - t0
         return self._finish(state)
+
+    def _offsets(self, state: dict) -> tuple[int, int]:
+        """Recovery tokens the forged track and the control have trained on before this cycle."""
+        rows = [c for c in state["cycles"] if c["cycle"] > 0]
+        forged = sum(c["blocklocal"]["tokens"] + c["train"].get("window_tokens", 0) for c in rows)
+        control = sum(c.get("control_train", {}).get("window_tokens", 0) for c in rows)
+        return forged, control
+
+    def _prune_and_localise(self, state: dict, cycle: int, forged, base: dict, plan: dict, offset: int) -> dict:
+        """Prune one step, score it, run block-local; the row so far is saved so a kill resumes after it."""
+        cfg = self.cfg
+        self.status.update(phase="importance", cycle=cycle, message=f"scoring units ({cfg.prune.criterion})")
+        pruning = prune_once(forged, self.splits.calibration, cfg.prune_level, cfg.prune, seed=cfg.seed + cycle,
+                             on_phase=lambda p: self.status.update(phase=p, cycle=cycle),
+                             cycle_progress=cycle / cfg.cycles, base=base, progress=self.progress)
+        row = {"cycle": cycle, "level": cfg.prune_level * cycle / cfg.cycles, "target_params": pruning["target_params"],
+               "pruning": pruning, "plan": plan, "one_shot": self._evaluate(forged, f"pruned c{cycle}"),
+               "curve": {"forged": [], "control": []}}
+        self._curve_point(row["curve"]["forged"], forged, cycle, "pruned", offset)
+        self.status.update(phase="blocklocal", cycle=cycle, message=f"block-local cycle {cycle}")
+        row["blocklocal"] = self._blocklocal(forged, cycle, plan)
+        if row["blocklocal"]["steps"]:
+            row["after_blocklocal"] = self._evaluate(forged, f"block-local c{cycle}")
+            self._curve_point(row["curve"]["forged"], forged, cycle, "blocklocal", offset + row["blocklocal"]["tokens"])
+        self._save_track(forged, cycle, "blocklocal")
+        state["partial"] = {"cycle": cycle, "row": row}
+        if self.main:
+            write_json(self.work / "state.json", state)
+        return row
+
+    def _cycle(self, state: dict, cycle: int, forged, control, base: dict):
+        cfg = self.cfg
+        plan = self._plan(cycle)
+        done_forged, done_control = self._offsets(state)
+        partial = state.get("partial")
+        if partial and partial["cycle"] == cycle:  # killed after block-local: continue from its checkpoint
+            row, forged = partial["row"], self._load_track(cycle, "blocklocal")
+        else:
+            row = self._prune_and_localise(state, cycle, forged, base, plan, done_forged)
+        kd_teacher = self.teacher_model if cfg.recovery == "distill" else None
+        forged, row["train"] = self._train(forged, cycle, "forged", teacher=kd_teacher, steps=plan["kd_steps"],
+                                           seconds=plan["kd_seconds"], curve=row["curve"]["forged"],
+                                           offset=done_forged + row["blocklocal"]["tokens"])
+        row["forged"] = {**self._evaluate(forged, f"forged c{cycle}"), **model_numbers(forged)}
+        row["forged_ood"] = self._evaluate_ood(forged, f"forged c{cycle}")
+        if control is not None:  # the same recovery tokens, on labels
+            per_step = cfg.train.batch_size * cfg.train.grad_accum * cfg.seq_len
+            steps = row["train"]["steps"] + row["blocklocal"]["tokens"] // per_step
+            if cycle == 1:
+                self._curve_point(row["curve"]["control"], control, cycle, "start", 0)
+            control, row["control_train"] = self._train(control, cycle, "control", steps=steps,
+                                                        curve=row["curve"]["control"], offset=done_control)
+            row["control"] = {**self._evaluate(control, f"control c{cycle}"), **model_numbers(control)}
+        state["cycles"].append(row)
+        state.pop("partial", None)
+        print(f"cycle {cycle}/{cfg.cycles}: {row['pruning']['layout_summary']}; params {row['forged']['params']:,}; "
+              f"bpb pruned {row['one_shot']['bpb']:.4f} -> recovered {row['forged']['bpb']:.4f}"
+              + (f", control {row['control']['bpb']:.4f}" if "control" in row else ""))
+        self.status.update(phase="save", cycle=cycle, message="saving cycle checkpoint")
+        self._save_track(forged, cycle, "forged")
+        if control is not None:
+            self._save_track(control, cycle, "control")
+        row["within_budget"] = self._within_budget(row)
+        if row["within_budget"]:
+            state["accepted_cycle"] = cycle
+        else:
+            state["stopped_by_budget"] = True
+        self._checkpoint(state, cycle)
+        return forged, control
 
     def _within_budget(self, row: dict) -> bool:
         if self.cfg.max_ppl_increase is None:
@@ -304,10 +326,14 @@ class ForgeRun:
         if final.exists():
             shutil.rmtree(final)
         shutil.copytree(self.work / f"cycle_{state['accepted_cycle']}" / "forged", final)
+        if self.cfg.keep_teacher:
+            shutil.rmtree(self.work / "teacher", ignore_errors=True)
+            shutil.copytree(self.work / "cycle_0" / "forged", self.work / "teacher")
         report = write_report(state, self.work)
         self.status.update(phase="done", message=f"forged model: {self.out / 'model'}")
         for old in self.work.glob("cycle_*"):
             shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.work / "teacher_states", ignore_errors=True)
         (self.work / "state.json").unlink()
         if self.out.exists():
             shutil.rmtree(self.out)

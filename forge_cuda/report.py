@@ -1,4 +1,10 @@
-"""Forge reports: report.json holds every number; report.md and the PNG plots are views of it."""
+"""Forge reports: report.json holds every number; report.md and the PNG plots (report_plots) are views of it.
+
+Rows state held-out bits per byte (comparable across tokenizers) and PPL beside it;
+an out-of-domain table (English prose, ``docs``) shows what the domain tuning costs
+elsewhere; the per-cycle table counts what each cycle removed; the recovery curve
+shows bpb against recovery tokens for the forged track and the control.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
+from forge_cuda.report_plots import write_plots
 from sentinel.atomic import write_json
 from sentinel.verdict import verdict
+
+ROW_KEYS = ("bpb", "ppl", "loss", "nll", "tokens", "predicted_bytes", "params", "bytes_fp16", "kv_bytes_per_token_fp16",
+            "q_heads_total", "kv_heads_total", "mlp_channels_total", "vocab_size")
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def library_versions() -> dict:
@@ -42,9 +56,16 @@ def final_rows(state: dict) -> list[dict]:
     if "control" in last:
         rows.append(("unpruned control", last["control"]))
     rows.append(("forged", accepted["forged"]))
-    keys = ("ppl", "loss", "tokens", "params", "bytes_fp16", "kv_bytes_per_token_fp16", "q_heads_total",
-            "kv_heads_total", "mlp_channels_total")
-    return [{"row": name, **{k: r.get(k) for k in keys}} for name, r in rows]
+    return [{"row": name, **{k: r.get(k) for k in ROW_KEYS}} for name, r in rows]
+
+
+def ood_rows(state: dict) -> list[dict]:
+    """Base and forged on the out-of-domain documents (empty when the run had none)."""
+    forged = state["cycles"][state["accepted_cycle"]].get("forged_ood")
+    if not state.get("baseline_ood") or not forged:
+        return []
+    return [{"row": name, **{k: r.get(k) for k in ("bpb", "ppl", "tokens", "predicted_bytes", "domain", "documents")}}
+            for name, r in (("baseline", state["baseline_ood"]), ("forged", forged))]
 
 
 def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
@@ -55,34 +76,63 @@ def _table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
     return "\n".join([head, sep, *body])
 
 
-def write_markdown(report: dict, path: Path) -> None:
+def cycle_rows(report: dict) -> list[dict]:
+    """Per cycle: the size kept and what this cycle removed (counted from the rows), and each bpb/PPL."""
+    base, out, prev = report["baseline"], [], None
+    for c in report["cycles"]:
+        f = c["forged"]
+        row = {"cycle": c["cycle"], "kept": f["params"] / base["params"], "params": f["params"],
+               "heads_removed": (prev["q_heads_total"] - f["q_heads_total"]) if prev else 0,
+               "channels_removed": (prev["mlp_channels_total"] - f["mlp_channels_total"]) if prev else 0,
+               "one_shot": c.get("one_shot", {}).get("bpb"), "blocklocal": c.get("after_blocklocal", {}).get("bpb"),
+               "forged": f.get("bpb"), "forged_ppl": f.get("ppl"), "control": c.get("control", {}).get("bpb"),
+               "tokens": c["blocklocal"]["tokens"] + c["train"].get("window_tokens", 0) if c["cycle"] else None}
+        out.append(row)
+        prev = f
+    return out
+
+
+def _intro(report: dict) -> list[str]:
     cfg, data = report["config"], report["data"]
-    lines = [f"# Forge report: {Path(report['source']).name} on `{cfg['domain']}`", "",
-             f"Device: {report['device']['device']} ({report['device']['machine']}); tier: "
-             f"{report['tier']['name']} ({report['tier']['reason']}); criterion `{cfg['prune']['criterion']}`, "
-             f"mode `{cfg['prune']['mode']}`, {_goal(cfg)} over {cfg['cycles']} cycles, "
-             f"{cfg['train']['steps']} training steps per stage; recovery `{cfg.get('recovery', 'lora')}` "
-             f"({cfg['train'].get('trainable', 'lora')} parameters).", "",
-             f"Held-out eval: {data['eval']['tokens']:,} tokens in {data['eval']['windows']} windows of "
-             f"{data['seq_len']} from {data['eval']['documents']} documents never used for training or "
-             f"calibration (split by document). Train: {data['train']['tokens']:,} tokens; calibration: "
-             f"{data['calibration']['tokens']:,}.", "", "## Result", ""]
-    lines.append(_table(report["rows"], [("row", "model", "s"), ("ppl", "PPL", ".3f"), ("params", "params", ","),
-                                         ("bytes_fp16", "bytes (fp16)", ","),
+    ev = data["eval"]
+    budget = f"recovery budget {cfg['budget']} (block-local share {cfg['blocklocal_share']:g})" \
+        if cfg.get("budget") else f"{plural(cfg['train']['steps'], 'training step')} per stage"
+    trained = report["cycles"][-1].get("train", {}).get("trainable") or cfg["train"].get("trainable", "lora")
+    return [f"# Forge report: {Path(report['source']).name} on `{cfg['domain']}`", "",
+            f"Device: {report['device']['device']} ({report['device']['machine']}); tier: "
+            f"{report['tier']['name']} ({report['tier']['reason']}); criterion `{cfg['prune']['criterion']}`, "
+            f"{_goal(cfg)} over {plural(cfg['cycles'], 'cycle')}, {budget}; recovery `{cfg.get('recovery', 'lora')}` "
+            f"({'LoRA adapters' if trained == 'lora' else 'all parameters'} trained).", "",
+            f"Held-out eval: {ev['tokens']:,} tokens in {plural(ev['windows'], 'window')} of {data['seq_len']} "
+            f"from {plural(ev['documents'], 'document')} never used for training or calibration (split by "
+            f"document; {ev.get('text_bytes', 0):,} bytes of text). Train: {data['train']['tokens']:,} tokens; "
+            f"calibration: {data['calibration']['tokens']:,}. bpb = bits per byte of the predicted text "
+            "(comparable across tokenizers); PPL per token beside it.", ""]
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    cfg = report["config"]
+    lines = _intro(report) + ["## Result", ""]
+    lines.append(_table(report["rows"], [("row", "model", "s"), ("bpb", "bits/byte", ".4f"), ("ppl", "PPL", ".3f"),
+                                         ("params", "params", ","), ("bytes_fp16", "bytes (fp16)", ","),
                                          ("kv_bytes_per_token_fp16", "KV bytes/token (fp16)", ","),
                                          ("q_heads_total", "query heads", "d"), ("kv_heads_total", "KV heads", "d"),
                                          ("mlp_channels_total", "MLP channels", ",")]))
     lines += ["", f"**Verdict:** {verdict(report['rows'])}"]
+    if report.get("ood_rows"):
+        ood = report["ood_rows"][0]
+        lines += ["", f"## Out of domain (`{ood['domain']}`: {plural(ood['documents'], 'held-out document')}, "
+                      f"{ood['tokens']:,} tokens)", "",
+                  _table(report["ood_rows"], [("row", "model", "s"), ("bpb", "bits/byte", ".4f"), ("ppl", "PPL", ".3f")])]
     if report.get("stopped_by_budget"):
         lines += ["", f"Stopped by the quality budget (forged PPL ≤ control × {1 + cfg['max_ppl_increase']:.3f}); "
                       f"kept cycle {report['accepted_cycle']}."]
-    lines += ["", "## Per cycle", ""]
-    per = [{"cycle": c["cycle"], "level": c["level"], "one_shot": c.get("one_shot", {}).get("ppl"),
-            "forged": c["forged"]["ppl"], "control": c.get("control", {}).get("ppl"),
-            "params": c["forged"]["params"]} for c in report["cycles"]]
-    lines.append(_table(per, [("cycle", "cycle", "d"), ("level", "level", ".2f"),
-                              ("one_shot", "PPL right after pruning", ".3f"), ("forged", "forged PPL", ".3f"),
-                              ("control", "control PPL", ".3f"), ("params", "forged params", ",")]))
+    lines += ["", "## Per cycle", "", _table(cycle_rows(report), [
+        ("cycle", "cycle", "d"), ("kept", "params kept", ".1%"), ("heads_removed", "heads removed", "d"),
+        ("channels_removed", "channels removed", ","), ("one_shot", "bpb after pruning", ".4f"),
+        ("blocklocal", "bpb after block-local", ".4f"), ("forged", "forged bpb", ".4f"),
+        ("forged_ppl", "forged PPL", ".3f"), ("control", "control bpb", ".4f"),
+        ("tokens", "recovery tokens", ",")])]
     final = report["cycles"][report["accepted_cycle"]]["forged"]
     if final.get("mlp_channels"):
         lines += ["", "## Shape per layer (forged)", ""]
@@ -102,100 +152,6 @@ def _goal(cfg: dict) -> str:
     return f"head level {cfg['prune_level']:.2f}, MLP level {cfg['prune'].get('mlp_level', 0):.2f}"
 
 
-def write_plots(report: dict, folder: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cycles = report["cycles"]
-    names = []
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [c["cycle"] for c in cycles]
-    ax.axhline(report["baseline"]["ppl"], color="gray", ls="--", label="baseline")
-    if all("control" in c for c in cycles):
-        ax.plot(xs, [c["control"]["ppl"] for c in cycles], "o-", label="unpruned control")
-    ax.plot(xs, [c["forged"]["ppl"] for c in cycles], "o-", label="forged")
-    ax.set(xlabel="cycle", ylabel="eval perplexity", title="Perplexity per cycle (held-out documents)",
-           xticks=xs)
-    ax.legend()
-    names.append(_save(fig, folder / "ppl_per_cycle.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(xs, [c["forged"]["params"] / 1e6 for c in cycles], "o-", label="forged")
-    ax.axhline(report["baseline"]["params"] / 1e6, color="gray", ls="--", label="base model")
-    ax.set(xlabel="cycle", ylabel="parameters (M)", title="Forged model size per cycle", xticks=xs)
-    ax.legend()
-    names.append(_save(fig, folder / "params_per_cycle.png"))
-
-    grids = {c["cycle"]: np.array(c["pruning"]["scores"], dtype=float) for c in cycles
-             if c.get("pruning", {}).get("scores") is not None}
-    if grids:  # one colour scale for every cycle, so cycles can be compared; grey = already removed
-        values = np.concatenate([g[np.isfinite(g)] for g in grids.values()])
-        vmin, vmax = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-        cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
-        for cycle, grid in grids.items():
-            fig, ax = plt.subplots(figsize=(6, 6))
-            im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
-            ax.set(xlabel="original query head", ylabel="layer",
-                   title=f"Head importance before cycle {cycle} ({report['config']['prune']['criterion']})")
-            fig.colorbar(im, ax=ax, label="score (same scale for every cycle)")
-            ax.legend(handles=[_patch("lightgrey", "removed in an earlier cycle")], loc="upper right", fontsize=7)
-            names.append(_save(fig, folder / f"importance_cycle_{cycle}.png"))
-
-    base = report["baseline"]
-    kept = np.zeros((len(base["q_heads"]), max(base["q_heads"])))
-    final_layout = report["cycles"][report["accepted_cycle"]]["forged"].get("layout")
-    if final_layout:
-        for i, layer in enumerate(final_layout["layers"]):
-            for h in layer["q_heads"]:
-                origin = int(layer.get("clone_of", {}).get(str(h), h))
-                kept[i, origin] += 1
-        cloned = bool((kept > 1).any())
-        fig, ax = plt.subplots(figsize=(6, 6))
-        ax.imshow(kept, aspect="auto", cmap="Greens", vmin=0, vmax=2)
-        handles = [_patch(plt.get_cmap("Greens")(0.0), "removed"), _patch(plt.get_cmap("Greens")(0.5), "kept")]
-        if cloned:
-            handles.append(_patch(plt.get_cmap("Greens")(1.0), "kept + clone"))
-        ax.legend(handles=handles, loc="upper right", fontsize=7)
-        ax.set(xlabel="original query head", ylabel="layer",
-               title="Kept query heads" + (" (dark: cloned by mitosis)" if cloned else ""))
-        names.append(_save(fig, folder / "kept_heads.png"))
-    final = report["cycles"][report["accepted_cycle"]]["forged"]
-    if final.get("mlp_channels") and base.get("mlp_channels"):
-        names.append(_shape_plot(plt, base, final, folder / "shape_per_layer.png"))
-    return names
-
-
-def _shape_plot(plt, base: dict, final: dict, path: Path) -> str:
-    """Fraction of query heads, KV heads and MLP channels each layer keeps."""
-    layers = np.arange(len(base["q_heads"]))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("q_heads", "query heads"), ("kv_heads", "KV heads"), ("mlp_channels", "MLP channels")):
-        kept = np.array(final[key], dtype=float) / np.array(base[key], dtype=float)
-        ax.plot(layers, kept, "o-", label=label, ms=3)
-    ax.set(xlabel="layer", ylabel="fraction kept", ylim=(0, 1.05), title="Forged shape per layer")
-    ax.legend()
-    return _save(fig, path)
-
-
-def _patch(color, label: str):
-    from matplotlib.patches import Patch
-
-    return Patch(facecolor=color, edgecolor="grey", label=label)
-
-
-def _save(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return f"plots/{path.name}"
-
-
 def finite(value):
     """NaN and infinities as null, so report.json is strict JSON for every parser."""
     if isinstance(value, float):
@@ -209,8 +165,9 @@ def finite(value):
 
 def write_report(state: dict, folder: Path) -> dict:
     """Write report.json, plots/*.png and report.md into ``folder``; return the report dict."""
-    report = finite({k: v for k, v in state.items() if k not in ("completed_cycle",)})
+    report = finite({k: v for k, v in state.items() if k not in ("completed_cycle", "partial")})
     report["rows"] = final_rows(state)
+    report["ood_rows"] = ood_rows(state)
     report["versions"] = library_versions()
     report["device"] = device_facts(state["device"])
     report["plots"] = write_plots(report, folder / "plots")

@@ -46,7 +46,7 @@ def test_forge_writes_three_rows_that_an_independent_evaluation_reproduces(sourc
     assert forged["params"] < control["params"] == baseline["params"]
     assert forged["q_heads_total"] == 12 and control["q_heads_total"] == 24
     assert forged["kv_bytes_per_token_fp16"] < control["kv_bytes_per_token_fp16"]
-    for f in ("report.json", "report.md", "status.json", "plots/ppl_per_cycle.png", "plots/kept_heads.png",
+    for f in ("report.json", "report.md", "status.json", "plots/quality_per_cycle.png", "plots/kept_heads.png",
               "plots/importance_cycle_1.png", "plots/params_per_cycle.png", "model/config.json"):
         assert (out / f).is_file(), f
     assert not (tmp_path / "out.partial").exists()

@@ -139,7 +139,7 @@ def test_bits_per_byte_on_a_hand_computed_example():
     token_bytes = torch.tensor([0, 1, 2, 3])  # id 0 is special (0 bytes)
     out = perplexity(_Uniform(), windows, batch_size=1, progress=False, token_bytes=token_bytes)
     # targets 1,2,3 and 2,1,1: 6 tokens, 1+2+3 + 2+1+1 = 10 bytes, 6 ln 4 nats = 12 bits
-    assert out["tokens"] == 6 and out["bytes"] == 10
+    assert out["tokens"] == 6 and out["predicted_bytes"] == 10
     assert out["nll"] == pytest.approx(6 * math.log(4)) and out["bpb"] == pytest.approx(1.2)
     assert out["ppl"] == pytest.approx(4.0) and bits_per_byte(12 * math.log(2), 10) == pytest.approx(1.2)
 

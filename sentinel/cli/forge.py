@@ -41,6 +41,10 @@ _SCHEDULE = [
                  help="Budget mode, e.g. 2%: stop once forged PPL exceeds control PPL by more; "
                       "keep the last that met it."),
     click.option("--no-control", is_flag=True, help="Skip the control run (not recommended)."),
+    click.option("--budget", default=None,
+                 help="Recovery budget instead of --steps per cycle: wall time (45m, 1.5h) or tokens (200k, 1.5M), "
+                      "split evenly over the cycles, a quarter of each to block-local distillation, the rest to KD; "
+                      "the control trains as many tokens. Stage 0 keeps --steps."),
 ]
 
 
@@ -60,7 +64,8 @@ _TRAIN = [
     click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Batches accumulated per optimizer step."),
     click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
-                 help="Peak learning rate [default: 2e-4 for LoRA, 5e-5 for full training]."),
+                 help="Peak learning rate [default: full-parameter KD 5e-4, full on labels (stage 0, control) "
+                      "1e-4, LoRA 2e-4]."),
     click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r."),
     click.option("--lora-alpha", type=click.IntRange(min=1), default=32, show_default=True, help="LoRA scaling alpha."),
     click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
@@ -115,7 +120,7 @@ class TrainFlags:
         if recovery == "lora":
             trainable = "lora"
         return TrainConfig(steps=self.steps, batch_size=self.batch_size, grad_accum=self.grad_accum,
-                           lr=self.lr or (5e-5 if trainable == "full" else 2e-4),
+                           lr=self.lr,  # None: forge_cuda.recovery.recipe per track
                            warmup_steps=max(1, self.steps // 10), lora_rank=self.lora_rank,
                            lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout, target_modules=self.modules,
                            gradient_checkpointing=self.gradient_checkpointing, precision=self.precision, seed=seed,
@@ -165,13 +170,14 @@ def forge_cmd(model, out, pruning, data, schedule, train, run, resume, force):
         max_ppl_increase=parse_fraction(increase) if increase else None, prune=options,
         train=train.config(data.seed, run["tier"], schedule["recovery"]), seq_len=data.seq_len,
         train_tokens=run["train_tokens"], eval_tokens=run["eval_tokens"], calib_windows=data.calib_windows,
-        control=not schedule["no_control"], tier=run["tier"], device=run["device"], seed=data.seed)
+        control=not schedule["no_control"], budget=schedule["budget"], tier=run["tier"], device=run["device"],
+        seed=data.seed)
     out = out or Path("forged") / f"{Path(model).name}-{Path(data.domain).name}"
     report = ForgeRun(cfg, out, resume=resume, force=force, source=resolved()).run()
     if not report:  # a non-main process of a multi-GPU run: the main one reports
         return
     for row in report["rows"]:
-        click.echo(f"{row['row']:>18}: PPL {row['ppl']:.3f}  params {row['params']:,}  "
+        click.echo(f"{row['row']:>18}: {row['bpb']:.4f} bits/byte  PPL {row['ppl']:.3f}  params {row['params']:,}  "
                    f"KV bytes/token {row['kv_bytes_per_token_fp16']:,}")
     click.echo(f"forged model: {out / 'model'}")
     click.echo(f"report:       {out / 'report.md'}")

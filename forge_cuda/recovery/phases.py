@@ -1,0 +1,133 @@
+"""The recovery phases of a forge cycle and the evaluations around them (a mixin of forge.ForgeRun).
+
+Block-local distillation, then global KD (or LoRA on labels), each sized by the budget
+or the fixed step settings; curve points (bpb and PPL against recovery tokens) on the
+first eval windows; the out-of-domain row. ForgeRun provides cfg, splits, tokenizer,
+tier, device, status, work and the track persistence.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import replace
+
+import torch
+
+from forge_cuda.evaluate import perplexity, token_byte_lengths
+from forge_cuda.families import family_for
+from forge_cuda.recovery.blocklocal import train_blocks
+from forge_cuda.recovery.budget import parse_budget, plan_budget
+from forge_cuda.recovery.recipe import warmup_steps
+from forge_cuda.train import train_model
+
+
+class RecoveryPhases:
+    def _prepare_eval(self) -> None:
+        """Eval windows + byte table per tokenizer; the curve subset; the out-of-domain documents."""
+        from forge_cuda.data import eval_set
+
+        cfg = self.cfg
+        self.token_bytes = token_byte_lengths(self.tokenizer)
+        self.curve_windows = self.splits.eval[:max(1, cfg.curve_eval_tokens // cfg.seq_len)]
+        ood = cfg.ood_domain if cfg.ood_domain not in (None, cfg.domain) else None
+        self.ood = eval_set(ood, self.tokenizer, cfg.seq_len, cfg.ood_eval_tokens) if ood else None
+
+    def _evaluate(self, model, desc: str, windows=None) -> dict:
+        self.status.update(phase="evaluate", message=desc)
+        return perplexity(model, self.splits.eval if windows is None else windows, self.cfg.eval_batch_size,
+                          desc=f"eval {desc}", progress=self.progress, token_bytes=self.token_bytes)
+
+    def _evaluate_ood(self, model, desc: str) -> dict | None:
+        """The same model on held-out English prose (``docs``): what the domain tuning costs elsewhere."""
+        if self.ood is None:
+            return None
+        return {**self._evaluate(model, f"{desc} ({self.ood.source})", self.ood.windows), "domain": self.ood.source,
+                "documents": len(self.ood.documents)}
+
+    def _curve_point(self, curve: list, model, cycle: int, phase: str, tokens: int) -> None:
+        ev = perplexity(model, self.curve_windows, self.cfg.eval_batch_size, progress=False,
+                        token_bytes=self.token_bytes)
+        curve.append({"cycle": cycle, "phase": phase, "tokens": tokens, "bpb": ev["bpb"], "ppl": ev["ppl"]})
+
+    def _train(self, model, cycle: int, track: str, teacher=None, steps: int | None = None,
+               seconds: float | None = None, curve: list | None = None, offset: int = 0):
+        cfg = self.cfg.track_train(track)
+        cfg.seed = self.cfg.seed + cycle  # same seed for both tracks within a stage
+        if steps is not None:
+            cfg.steps, cfg.warmup_steps = steps, warmup_steps(steps) if self.cfg.budget else cfg.warmup_steps
+        per_step = cfg.batch_size * cfg.grad_accum * self.cfg.seq_len
+        every = max(1, cfg.steps // self.cfg.curve_points) if self.cfg.curve_points else 0
+        marks = [seconds * k / self.cfg.curve_points for k in range(1, self.cfg.curve_points + 1)] \
+            if seconds and self.cfg.curve_points else []
+        start = time.perf_counter()
+
+        def on_step(info):
+            self.status.update(phase="control" if track == "control" else "train", cycle=cycle, step=info["step"],
+                               steps=info["steps"], loss=info["loss"], tokens_per_s=info["tokens_per_s"],
+                               eta_s=info["eta_s"], message=f"{track} cycle {cycle}")
+            due = (marks and time.perf_counter() - start >= marks[0]) if seconds else \
+                (every and (info["step"] % every == 0 or info["step"] == cfg.steps))
+            if curve is not None and due:
+                if marks:
+                    marks.pop(0)
+                self._curve_point(curve, info["model"], cycle, "kd" if track == "forged" else "labels",
+                                  offset + info["step"] * per_step)
+
+        if cfg.steps == 0:
+            return model, {"steps": 0, "tokens": 0, "seconds": 0.0, "lr": cfg.lr, "trainable": cfg.trainable}
+        model, stats = train_model(model, self.splits.train, cfg, desc=f"{track} c{cycle}", on_step=on_step,
+                                   progress=self.progress, tier=self.tier.name, device=self.device,
+                                   teacher=teacher, max_seconds=seconds)
+        stats["window_tokens"] = stats["steps"] * per_step
+        return model, stats
+
+    def _plan(self, cycle: int) -> dict:
+        """This cycle's recovery: block-local and KD steps (or seconds), from the budget or the fixed settings."""
+        cfg = self.cfg
+        if cfg.budget is None:
+            return {"blocklocal_steps": cfg.blocklocal.steps, "kd_steps": cfg.train.steps,
+                    "blocklocal_seconds_per_block": None, "kd_seconds": None}
+        share = cfg.blocklocal_share if self.tier.name != "nf4" else 0.0
+        teacher = self.teacher_model
+        blocks = len(family_for(teacher.config.model_type).decoder_layers(teacher)) if teacher is not None else 1
+        plan = plan_budget(parse_budget(cfg.budget), cfg.cycles, cfg.train.batch_size * cfg.train.grad_accum *
+                           cfg.seq_len, share if teacher is not None else 0.0, blocks,
+                           blocklocal_tokens_per_step=cfg.train.batch_size * cfg.seq_len)
+        return plan[cycle - 1].to_dict()
+
+    def _blocklocal(self, forged, cycle: int, plan: dict) -> dict:
+        """Block-local distillation toward the teacher's blocks (skipped at 0 steps: the refit alone)."""
+        cfg = self.cfg
+        if not plan["blocklocal_steps"] or self.teacher_model is None or self.tier.name == "nf4":
+            return {"steps": 0, "tokens": 0, "seconds": 0.0, "blocks": []}
+        bl = replace(cfg.blocklocal, steps=plan["blocklocal_steps"], batch_size=cfg.train.batch_size,
+                     max_seconds=plan["blocklocal_seconds_per_block"], seed=cfg.seed + cycle)
+        order = torch.randperm(len(self.splits.train), generator=torch.Generator().manual_seed(cfg.seed))
+        windows = self.splits.train[order]  # one window order for every cycle: the state cache is reused
+
+        def on_block(info):
+            self.status.update(phase="train", cycle=cycle, step=info["block"] + 1, steps=info["blocks"],
+                               loss=info["last_loss"], message=f"block-local cycle {cycle}")
+
+        return train_blocks(forged, self.teacher_model, windows, bl, self.work / "teacher_states",
+                            progress=self.progress, on_block=on_block)
+
+    def _teacher(self, forged):
+        """The domain-tuned unpruned model (stage 0), frozen: distillation's teacher and block-local's targets."""
+        cfg = self.cfg
+        blocklocal = (cfg.budget is not None and cfg.blocklocal_share > 0) or cfg.blocklocal.steps > 0
+        if cfg.recovery != "distill" and not blocklocal:
+            return None
+        teacher = copy.deepcopy(forged) if forged is not None else self._load_track(0, "forged")
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        if self.device.type == "cuda":  # the teacher only runs forward: half the memory in bf16/fp16
+            from forge_cuda.train import resolve_precision
+
+            half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(resolve_precision(self.cfg.train.precision,
+                                                                                       self.device))
+            if half is not None:
+                teacher = teacher.to(half)
+        return teacher.eval()
+

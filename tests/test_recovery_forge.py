@@ -1,0 +1,87 @@
+"""The forge with a recovery budget on a tiny model: phases sized as planned, bits per byte in every row,
+curves for both tracks, and a run killed mid-cycle (after block-local, during KD) resumed bit for bit."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import forge_cuda.recovery.phases as phases_mod
+from forge_cuda.forge import ForgeConfig, ForgeRun
+from forge_cuda.pruning.options import PruneOptions
+from forge_cuda.recovery.blocklocal import BlockLocalConfig
+from forge_cuda.train import TrainConfig
+from sentinel.errors import SentinelError
+from tiny import tiny_model
+from tiny_tokenizer import save_tiny_checkpoint, tiny_tokenizer
+
+
+@pytest.fixture
+def source(tmp_path):
+    return save_tiny_checkpoint(tiny_model("llama", vocab_size=len(tiny_tokenizer())), tmp_path / "src")
+
+
+def config(source, **overrides) -> ForgeConfig:
+    base = dict(model=str(source), domain="code", prune_level=0.5, cycles=2, seq_len=32, train_tokens=4000,
+                eval_tokens=512, calib_windows=4, budget="1536", blocklocal_share=0.5, ood_eval_tokens=256,
+                curve_points=2, curve_eval_tokens=128,
+                blocklocal=BlockLocalConfig(lr=1e-3, cache_bytes=10**8),
+                train=TrainConfig(steps=2, batch_size=4, lr=3e-3, warmup_steps=1, trainable="full"),
+                prune=PruneOptions(criterion="taylor"))
+    base.update(overrides)
+    return ForgeConfig(**base)
+
+
+def weights(folder):
+    return load_file(str(next(folder.glob("*.safetensors"))))
+
+
+def test_budget_sizes_the_phases_and_the_report_has_bpb_curves_and_ood(source, tmp_path):
+    report = ForgeRun(config(source), tmp_path / "out", progress=False).run()
+    for c in report["cycles"][1:]:  # 768 tokens per cycle: 384 block-local (3 steps of 4 x 32), 384 KD (3 steps)
+        assert c["plan"]["blocklocal_steps"] == 3 and c["plan"]["kd_steps"] == 3
+        assert c["blocklocal"]["tokens"] == 384 and c["train"]["steps"] == 3
+        assert c["control_train"]["steps"] == 6  # the same 768 tokens, on labels
+        assert [p["phase"] for p in c["curve"]["forged"]][:2] == ["pruned", "blocklocal"]
+    forged_curve = [p for c in report["cycles"][1:] for p in c["curve"]["forged"]]
+    assert forged_curve[-1]["tokens"] == 1536 and all(p["bpb"] > 0 for p in forged_curve)
+    rows = {r["row"]: r for r in report["rows"]}
+    assert all(0 < rows[r]["bpb"] < 20 and rows[r]["predicted_bytes"] > rows[r]["tokens"] for r in rows)
+    assert [r["row"] for r in report["ood_rows"]] == ["baseline", "forged"]
+    assert report["ood_rows"][0]["domain"] == "docs"
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "bits/byte" in md and "Out of domain" in md and " 1 cycles" not in md and "1 documents" not in md
+    assert (tmp_path / "out" / "plots" / "recovery_curve.png").is_file()
+    assert not (tmp_path / "out" / "teacher_states").exists()
+
+
+def test_a_run_killed_during_kd_resumes_after_block_local_bit_for_bit(source, tmp_path, monkeypatch):
+    straight = ForgeRun(config(source), tmp_path / "straight", progress=False).run()
+
+    real = phases_mod.train_model
+
+    def killed_in_cycle_2_kd(model, windows, cfg, desc="train", **kw):
+        if desc == "forged c2":
+            raise KeyboardInterrupt("simulated kill")
+        return real(model, windows, cfg, desc=desc, **kw)
+
+    monkeypatch.setattr(phases_mod, "train_model", killed_in_cycle_2_kd)
+    with pytest.raises(KeyboardInterrupt):
+        ForgeRun(config(source), tmp_path / "resumed", progress=False).run()
+    state = json.loads((tmp_path / "resumed.partial" / "state.json").read_text())
+    assert state["completed_cycle"] == 1 and state["partial"]["cycle"] == 2
+    assert (tmp_path / "resumed.partial" / "cycle_2" / "blocklocal").is_dir()
+
+    monkeypatch.setattr(phases_mod, "train_model", real)
+    resumed = ForgeRun(config(source), tmp_path / "resumed", resume=True, progress=False).run()
+    a, b = weights(tmp_path / "straight" / "model"), weights(tmp_path / "resumed" / "model")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["bpb"] for r in resumed["rows"]] == [r["bpb"] for r in straight["rows"]]
+    assert resumed["cycles"][2]["curve"] == straight["cycles"][2]["curve"]
+    assert resumed["resumed"] == [{"after_cycle": 1, "mid_cycle": 2}]
+
+
+def test_a_bad_budget_is_one_error_before_anything_runs(source):
+    with pytest.raises(SentinelError, match="--budget 'soon'"):
+        config(source, budget="soon")
