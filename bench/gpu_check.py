@@ -184,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     check.run_section("stages", lambda limit: check.worker("gpu_check_stages", plan["stages"], limit))
     check.run_section("forge", lambda limit: check.worker("gpu_check_forge", plan["forge"], limit))
     runs = check.doc["sections"]["stages"].get("runs", [])
-    check.doc["estimates"] = estimates(runs, defaults)
-    check.doc["tiers"] = tier_table(runs)
+    try:
+        check.doc["estimates"] = estimates(runs, defaults)
+        check.doc["tiers"] = tier_table(runs)
+    except Exception as e:  # the measurements are kept even if the summary breaks
+        check.doc["notes"] = [f"estimates/tiers failed: {type(e).__name__}: {e}"[:500]]
     check.doc["complete"] = True
     check.doc["schema_errors"] = validate(check.doc, SCHEMA)
     path = check.write()

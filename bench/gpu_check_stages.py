@@ -195,10 +195,13 @@ def run_one(plan: dict, shape: str, mode: str, row: dict, save, clock: Clock) ->
 def mode_unavailable(mode: str, device: torch.device) -> str | None:
     if mode != "nf4":
         return None
-    from forge_cuda.nf4 import bitsandbytes_available
-
-    ok, why = bitsandbytes_available()
-    return None if ok else f"NF4 tier unavailable: {why}"
+    if device.type != "cuda":
+        return "NF4 tier unavailable: no CUDA device (bitsandbytes 4-bit kernels need an NVIDIA GPU)"
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as e:  # a broken CUDA setup fails in many ways
+        return f"NF4 tier unavailable: bitsandbytes unusable ({type(e).__name__}: {e})"[:300]
+    return None
 
 
 def main(plan_path: str, out_path: str) -> None:

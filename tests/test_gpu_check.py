@@ -55,7 +55,8 @@ def test_dry_run_writes_one_valid_json_with_every_section(dry_run):
             continue
         assert run["status"] == "ok", (shape, mode, run)
         st = run["stages"]
-        assert all(s["status"] == "ok" for s in st.values())
+        assert all(s["status"] == "ok" for name, s in st.items() if name != "save")
+        assert st["save"]["status"] == ("ok" if mode == "full" else "skipped") and st["save"].get("reason") != ""
         assert st["stage0"]["precision"] == "fp32" and st["stage0"]["trainable"] == ("full" if mode == "full" else "lora")
         assert st["prune"]["params_after"] < st["prune"]["params_before"]
         assert st["distill"]["tokens"] == 2 * 2 * 31 and st["distill"]["tokens_per_s"] > 0
@@ -223,7 +224,7 @@ def test_gradient_checkpointing_on_cuda_gives_the_same_weights(fresh_accelerate)
     cfg.gradient_checkpointing = True
     ckpt, _ = train_model(tiny_model("llama").cuda(), repetitive_windows(), cfg, progress=False)
     for (n, p), (_, q) in zip(plain.named_parameters(), ckpt.named_parameters()):
-        assert torch.allclose(p, q, atol=1e-5), n
+        assert torch.allclose(p, q, atol=1e-4), n
 
 
 def nf4_ready() -> bool:
