@@ -91,6 +91,9 @@ def read_config(model: str | Path) -> tuple[dict, Optional[Path]]:
         return config, path
     if not path.is_file():
         raise SentinelError(f"{path} not found (give a model folder or its config.json)")
+    if path.suffix == ".gguf":
+        raise SentinelError(f"{path} is a GGUF file; plan reads a model folder or its config.json "
+                            "(measure a GGUF with `sentinel verify`)")
     config = read_folder_config(path)
     check_config(config, str(path), FAMILIES)
     return config, None

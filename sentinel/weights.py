@@ -26,8 +26,11 @@ def weight_files(folder: Path) -> list[Path]:
     if index.exists():
         try:
             names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, AttributeError, TypeError) as e:
             raise SentinelError(f"{index} is not a valid safetensors index ({e})") from None
+        bad = next((n for n in names if not isinstance(n, str) or Path(n).name != n or n in ("", ".", "..")), None)
+        if bad is not None:  # a shard is a file of this folder: no numbers, no paths that leave it
+            raise SentinelError(f"{index} is not a valid safetensors index (shard {bad!r} is not a file name)")
         files = [folder / n for n in names]
     else:
         files = sorted(folder.glob("*.safetensors"))

@@ -96,3 +96,23 @@ def test_disk_full_on_a_real_tmpfs(tmp_path, ckpt):
         line = assert_error(cli("convert", ckpt, "--out", small / "out"), "no space left on device")
         assert str(small / "out") in line
         assert_unchanged(before, small)
+
+
+@pytest.mark.parametrize("weight_map,fragment", [
+    ({"x": 5}, "shard 5 is not a file name"),
+    ({"x": "../../etc/passwd"}, "is not a file name"),
+    ({"x": "sub/model.safetensors"}, "is not a file name"),
+])
+def test_index_naming_no_file_of_the_folder(tmp_path, ckpt, weight_map, fragment):
+    (ckpt / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    before = snapshot(tmp_path)
+    for extra in ((), ("--to", "gguf", "--out", str(tmp_path / "m.gguf"))):
+        args = ("convert", ckpt, *extra) if extra else ("convert", ckpt, "--out", tmp_path / "out")
+        assert_error(cli(*args), "model.safetensors.index.json", fragment)
+    assert_unchanged(before, tmp_path)
+
+
+def test_group_size_without_quantize(tmp_path, ckpt):
+    before = snapshot(tmp_path)
+    assert_error(cli("convert", ckpt, "--group-size", "32", "--out", tmp_path / "out"), "--group-size applies with")
+    assert_unchanged(before, tmp_path)

@@ -111,6 +111,12 @@ def test_plan_checks_a_quantized_mlx_folder(tmp_path, folder):
     assert_error(cli("plan", mlx), "k_proj.weight")
 
 
+def test_plan_of_a_gguf_file(tmp_path):
+    fake = tmp_path / "m.gguf"
+    fake.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x80" * 64)
+    assert_error(cli("plan", fake), "is a GGUF file", "sentinel verify")
+
+
 @pytest.mark.parametrize("target", [",", " , ", ""])
 def test_plan_target_naming_nothing(folder, target):
     assert_error(cli("plan", folder, "--target", target), "names no target")

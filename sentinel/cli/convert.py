@@ -36,6 +36,11 @@ def convert(checkpoint: str, target: str, out: str | None, outtype: str | None, 
         return
     if outtype is not None:
         raise SentinelError("--outtype applies to --to gguf; for MLX use --dtype and --quantize")
+    from click.core import ParameterSource
+
+    if quantize is None and click.get_current_context().get_parameter_source("group_size") \
+            is not ParameterSource.DEFAULT:
+        raise SentinelError("--group-size applies with --quantize 4|8 (unquantized weights have no groups)")
 
     try:
         from convert import convert_to_mlx, verify_conversion
