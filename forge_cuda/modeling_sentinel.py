@@ -8,8 +8,9 @@ config.json before the weights load. HF attention reshapes with -1 heads, so the
 resized projections plus the layer's own ``num_key_value_groups`` (GPT-2:
 ``num_heads``/``split_size``) are all the forward pass needs.
 
-This file is self-contained (torch + transformers only): forged folders carry a copy
-and name it in config.json's ``auto_map``, so
+This file and configuration_sentinel.py (its config classes, no torch) are
+self-contained (torch + transformers only): forged folders carry copies of both and
+name them in config.json's ``auto_map``, so
 
     AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
 
@@ -23,11 +24,12 @@ with mismatched shapes. Sentinel's own loader (forge_cuda.checkpoint) resizes th
 from __future__ import annotations
 
 from torch import nn
-from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
-                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+from transformers import GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
 from transformers.pytorch_utils import Conv1D
 
-PREFIX = "sentinel_"  # model_type prefix of forged folders
+from .configuration_sentinel import (CONFIGS, PREFIX, SentinelGPT2Config, SentinelLlamaConfig,
+                                     SentinelMistralConfig, SentinelQwen2Config, SentinelQwen3Config)
+
 LAYOUT_KEY = "sentinel_layout"
 READABLE_VERSIONS = (1, 2, 3)
 
@@ -147,40 +149,20 @@ class _Forged:
         self.post_init()  # weight init/tying for the new modules (checkpoint weights overwrite it)
 
 
-class SentinelLlamaConfig(LlamaConfig):
-    model_type = PREFIX + "llama"
-
-
 class SentinelLlamaForCausalLM(_Forged, LlamaForCausalLM):
     config_class = SentinelLlamaConfig
-
-
-class SentinelMistralConfig(MistralConfig):
-    model_type = PREFIX + "mistral"
 
 
 class SentinelMistralForCausalLM(_Forged, MistralForCausalLM):
     config_class = SentinelMistralConfig
 
 
-class SentinelQwen2Config(Qwen2Config):
-    model_type = PREFIX + "qwen2"
-
-
 class SentinelQwen2ForCausalLM(_Forged, Qwen2ForCausalLM):
     config_class = SentinelQwen2Config
 
 
-class SentinelQwen3Config(Qwen3Config):
-    model_type = PREFIX + "qwen3"
-
-
 class SentinelQwen3ForCausalLM(_Forged, Qwen3ForCausalLM):
     config_class = SentinelQwen3Config
-
-
-class SentinelGPT2Config(GPT2Config):
-    model_type = PREFIX + "gpt2"
 
 
 class SentinelGPT2LMHeadModel(_Forged, GPT2LMHeadModel):
@@ -194,26 +176,26 @@ CLASSES = {"llama": (SentinelLlamaConfig, SentinelLlamaForCausalLM),
            "qwen3": (SentinelQwen3Config, SentinelQwen3ForCausalLM),
            "gpt2": (SentinelGPT2Config, SentinelGPT2LMHeadModel)}
 
-try:
-    from transformers import Qwen3_5ForCausalLM, Qwen3_5TextConfig
+if "qwen3_5_text" in CONFIGS:  # transformers older than Qwen3.5: the other families still load
+    from transformers import Qwen3_5ForCausalLM
 
-    class SentinelQwen3_5TextConfig(Qwen3_5TextConfig):
-        model_type = PREFIX + "qwen3_5_text"
+    from .configuration_sentinel import SentinelQwen3_5TextConfig
 
     class SentinelQwen3_5ForCausalLM(_Forged, Qwen3_5ForCausalLM):
         config_class = SentinelQwen3_5TextConfig
 
     CLASSES["qwen3_5_text"] = (SentinelQwen3_5TextConfig, SentinelQwen3_5ForCausalLM)
-except ImportError:  # transformers older than Qwen3.5: the other families still load
-    pass
 
 
 def auto_map(family: str) -> dict[str, str]:
-    """config.json's ``auto_map`` for a family (module = this file's name without .py)."""
+    """config.json's ``auto_map`` for a family (modules = these files' names without .py).
+
+    The config class lives in its own torch-free file, so tools that only read the config
+    (AutoTokenizer, mlx-lm's tokenizer loading) work where torch is not installed.
+    """
     config_class, model_class = CLASSES[family]
-    module = __name__.rsplit(".", 1)[-1]
-    return {"AutoConfig": f"{module}.{config_class.__name__}",
-            "AutoModelForCausalLM": f"{module}.{model_class.__name__}"}
+    return {"AutoConfig": f"{config_class.__module__.rsplit('.', 1)[-1]}.{config_class.__name__}",
+            "AutoModelForCausalLM": f"{__name__.rsplit('.', 1)[-1]}.{model_class.__name__}"}
 
 
 def forged_model_type(family: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 PREFIX = "sentinel_"
 ARCH_PREFIX = "Sentinel"
 HF_MODEL_FILE = "modeling_sentinel.py"
+MLX_MODEL_FILE = "sentinel_model.py"  # mlx-lm's model_file (runtime_mlx.stock writes the same name)
 
 
 def base_model_type(model_type: Any) -> Any:
@@ -31,7 +32,7 @@ def is_forged_config(config: Mapping[str, Any]) -> bool:
 
 
 def base_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The stock view of a config.json dict: base model_type/architectures, no auto_map."""
+    """The stock view of a config.json dict: base model_type/architectures, no auto_map/model_file."""
     out = copy.deepcopy(dict(config))
     if not is_forged_config(out):
         return out
@@ -41,4 +42,5 @@ def base_config(config: Mapping[str, Any]) -> dict[str, Any]:
         out["architectures"] = [a[len(ARCH_PREFIX):] if isinstance(a, str) and a.startswith(ARCH_PREFIX) else a
                                 for a in archs]
     out.pop("auto_map", None)
+    out.pop("model_file", None)  # mlx-lm's hook onto the MLX model file next to it
     return out

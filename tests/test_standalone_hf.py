@@ -49,13 +49,29 @@ def ours(folder, ids):
     return logits, greedy
 
 
+def imported(path) -> set[str]:
+    """Top-level packages a file imports (relative imports keep their dot)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            names.add("." * node.level + (node.module or "") if node.level else node.module.split(".")[0])
+    return names
+
+
 def test_folder_names_its_modelling_file(forged):
     family, folder = forged
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["model_type"] == f"sentinel_{family}"
     assert cfg["auto_map"]["AutoModelForCausalLM"].startswith("modeling_sentinel.Sentinel")
-    text = (folder / "modeling_sentinel.py").read_text()
-    assert "sentinel." not in text.replace("sentinel_layout", "") and "forge_cuda" not in text.split('"""')[2]
+    assert cfg["auto_map"]["AutoConfig"].startswith("configuration_sentinel.Sentinel")
+    assert "import torch" not in (folder / "configuration_sentinel.py").read_text()  # AutoTokenizer: no torch
+    assert cfg["model_file"] == "sentinel_model.py"  # mlx-lm's hook: stock `mlx_lm convert --trust-remote-code`
+    assert imported(folder / "modeling_sentinel.py") <= {"torch", "transformers", ".configuration_sentinel"}
+    assert imported(folder / "configuration_sentinel.py") <= {"transformers"}  # AutoTokenizer: no torch needed
 
 
 def test_stock_transformers_matches_our_loader(forged, tmp_path):

@@ -38,12 +38,12 @@ def converted(request, tmp_path_factory):
     from convert import convert_to_mlx
 
     root = tmp_path_factory.mktemp(request.param)
-    return request.param, convert_to_mlx(forged_folder(request.param, root / "forged"), root / "mlx",
-                                         dtype="float32")
+    hf = forged_folder(request.param, root / "forged")
+    return request.param, convert_to_mlx(hf, root / "mlx", dtype="float32"), hf
 
 
 def test_model_file_is_our_module(converted):
-    family, folder = converted
+    family, folder, _ = converted
     from runtime_mlx.stock import family_module_file
 
     cfg = json.loads((folder / "config.json").read_text())
@@ -58,7 +58,7 @@ def test_stock_mlx_lm_matches_our_runtime(converted, tmp_path):
 
     import runtime_mlx
 
-    family, folder = converted
+    family, folder, _ = converted
     ids = prompt_ids()
     got = last_json(run_isolated(STOCK, str(folder), json.dumps(ids), block=("torch",), cache=tmp_path))
     model, tok = runtime_mlx.load(folder, lazy=False)
@@ -67,6 +67,34 @@ def test_stock_mlx_lm_matches_our_runtime(converted, tmp_path):
     assert mx.allclose(mx.array(got["logits"]), logits, atol=1e-5, rtol=0).item(), family
     assert got["text"] == generate(model, tok, ids, max_tokens=16, sampler=make_sampler(temp=0.0))
     assert got["refused"] and "trust_remote_code=True" in got["refused"]
+
+
+STOCK_CONVERT = IMPORT_PROBE + """
+from mlx_lm.convert import convert
+src, dst = sys.argv[1], sys.argv[2]
+try:
+    convert(src, mlx_path=dst + "-refused")
+    refused = None
+except ValueError as e:
+    refused = str(e)
+convert(src, mlx_path=dst, trust_remote_code=True)
+print(json.dumps({"refused": refused}))
+""".replace("from mlx_lm.convert", "import json\nfrom mlx_lm.convert")
+
+
+def test_stock_mlx_lm_convert_of_the_hf_folder(converted, tmp_path):
+    """The forged HF folder names our MLX model file too: stock convert (no torch) builds the same model."""
+    import mlx.core as mx
+
+    import runtime_mlx
+
+    family, ours, hf = converted
+    got = last_json(run_isolated(STOCK_CONVERT, str(hf), str(tmp_path / "stock"), block=("torch",),
+                                 cache=tmp_path))
+    assert got["refused"] and "trust_remote_code=True" in got["refused"]
+    ids = mx.array([prompt_ids()])
+    a, b = runtime_mlx.load_model(tmp_path / "stock")(ids), runtime_mlx.load_model(ours)(ids)
+    assert mx.allclose(a, b, atol=1e-5, rtol=0).item(), family
 
 
 def test_shared_counts_block_is_one_copy():

@@ -9,6 +9,8 @@ from sentinel.errors import SentinelError
 # model_type -> module under runtime_mlx.models (mistral shares llama's, as in mlx-lm).
 FAMILIES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gpt2": "gpt2",
             "qwen3_5": "qwen3_5", "qwen3_5_text": "qwen3_5"}
+# a forged HF folder converted by stock `mlx_lm convert` keeps its sentinel_<family> model_type
+FAMILIES.update({f"sentinel_{name}": module for name, module in list(FAMILIES.items()) if name != "qwen3_5"})
 
 
 def get_model_classes(config: dict):
