@@ -151,3 +151,29 @@ def test_token_bytes_add_up_to_the_texts_utf8_bytes():
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert int(table[ids].sum()) == len(text.encode("utf-8")) and len(table) == 400
     assert table[tok.eos_token_id] == 0
+
+
+@pytest.mark.slow
+def test_blocks_split_over_two_ranks_give_every_rank_the_single_process_result(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    worker = Path(__file__).parent / "ddp_blocklocal_worker.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           str(worker), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "rank0.txt").read_text() == "0,2" and (tmp_path / "rank1.txt").read_text() == "1"
+    a, b = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    single = tmp_path / "single"
+    single.mkdir()
+    proc = subprocess.run([sys.executable, str(worker), str(single)], capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = load_file(str(single / "rank0.safetensors"))
+    assert all(torch.allclose(a[k], one[k], atol=1e-6) for k in a)

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import torch
 
+from forge_cuda import distributed
 from forge_cuda.evaluate import perplexity, token_byte_lengths
 from forge_cuda.families import family_for
 from forge_cuda.recovery.blocklocal import train_blocks
@@ -110,8 +111,9 @@ class RecoveryPhases:
             self.status.update(phase="train", cycle=cycle, step=info["block"] + 1, steps=info["blocks"],
                                loss=info["last_loss"], message=f"block-local cycle {cycle}")
 
-        return train_blocks(forged, self.teacher_model, windows, bl, self.work / "teacher_states",
-                            progress=self.progress, on_block=on_block)
+        folder = self.work / "teacher_states" / f"rank{distributed.state().process_index}"  # each rank its own
+        return train_blocks(forged, self.teacher_model, windows, bl, folder, progress=self.progress,
+                            on_block=on_block)
 
     def _teacher(self, forged):
         """The domain-tuned unpruned model (stage 0), frozen: distillation's teacher and block-local's targets."""
