@@ -99,12 +99,23 @@ def load_tokenizer(folder: Path, tokenizer_config: dict | None = None):
     """mlx-lm's TokenizerWrapper for the folder, or one line when its tokenizer files are unusable."""
     from mlx_lm.utils import load_tokenizer as mlx_load_tokenizer
 
+    import logging
+
     eos = read_config(folder).get("eos_token_id")
+    # A forged HF folder's config.json names remote code (auto_map) that the tokenizer never needs:
+    # without trust_remote_code=False transformers stops to ask on stdin (chat's input!), and it logs
+    # that config type sentinel_<family> is unknown to it.
+    quiet = logging.getLogger("transformers.configuration_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
-        return mlx_load_tokenizer(folder, tokenizer_config, eos_token_ids=eos)
+        return mlx_load_tokenizer(folder, {"trust_remote_code": False, **(tokenizer_config or {})},
+                                  eos_token_ids=eos)
     except (OSError, ValueError, TypeError, KeyError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise SentinelError(f"{folder}: cannot load its tokenizer ({first})") from None
+    finally:
+        quiet.setLevel(level)
 
 
 def load(path: str | Path, lazy: bool = True, keep_dtype: bool = False):
