@@ -27,12 +27,17 @@ def modelfile_path(out: Path) -> Path:
 
 def check_output(src: Path, out: Path, force: bool) -> Path:
     """Refuse an output pair that cannot or must not be written, before anything is read or created."""
+    if src.resolve() in out.resolve().parents:
+        raise SentinelError(f"output {out} would be written inside the input checkpoint; choose another --out")
+    return check_output_path(out, force)
+
+
+def check_output_path(out: Path, force: bool) -> Path:
+    """The checks that need no input (the CLI runs them before resolving, maybe pulling, the model)."""
     if out.suffix != ".gguf":
         raise SentinelError(f"--out must name a .gguf file, got {out}")
     if out.is_dir():
         raise SentinelError(f"output {out} is a folder; give a file name ending in .gguf")
-    if src.resolve() in out.resolve().parents:
-        raise SentinelError(f"output {out} would be written inside the input checkpoint; choose another --out")
     modelfile = modelfile_path(out)
     if modelfile.is_dir():
         raise SentinelError(f"the Modelfile path {modelfile} is a folder; move it or choose another --out")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bad_input import assert_error, assert_unchanged, read_only_copy, snapshot, tmpfs
+from bad_input import assert_error, assert_unchanged, cli, read_only_copy, snapshot, tmpfs
 from test_bad_input_gguf import base, ckpt, convert  # noqa: F401  (fixtures)
 
 pytest.importorskip("gguf")
@@ -171,4 +171,18 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path, ckpt):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
+    assert_unchanged(before, tmp_path)
+
+
+def test_bad_out_is_refused_before_an_embedded_model_is_pulled(tmp_path, monkeypatch):
+    import sentinel.cli.resolve as resolve
+
+    def boom(*args, **kwargs):
+        raise AssertionError("pulled before checking --out")
+
+    monkeypatch.setattr(resolve, "pull", boom)
+    (tmp_path / "file").write_text("x")
+    before = snapshot(tmp_path)
+    for args in (["--to", "gguf", "--out", tmp_path / "file" / "m.gguf"], ["--out", tmp_path / "file" / "mlx"]):
+        assert_error(cli("convert", "smollm2-135m", *args), "is a file")
     assert_unchanged(before, tmp_path)

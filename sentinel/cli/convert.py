@@ -50,6 +50,10 @@ def convert(checkpoint: str, target: str, out: str | None, outtype: str | None, 
         from convert.verify import require_torch
 
         require_torch()  # fail before converting, not after
+    if out is not None:  # before resolving: an embedded name may be pulled (minutes) first
+        from sentinel.atomic import check_output_dir
+
+        check_output_dir(out, force=force)
     src = resolve_model(checkpoint)
     path = convert_to_mlx(src, out, dtype=dtype, quantize=int(quantize) if quantize else None,
                           group_size=int(group_size), force=force, progress=True)
@@ -79,6 +83,12 @@ def _gguf(ctx: click.Context, checkpoint: str, out: str | None, outtype: str, fo
     except ImportError as e:
         raise SentinelError(f"sentinel convert --to gguf needs the gguf package ({e}); "
                             "install it with `pip install gguf`") from None
+    if out is not None:  # before resolving: an embedded name may be pulled (minutes) first
+        from pathlib import Path
+
+        from convert.gguf_output import check_output_path
+
+        check_output_path(Path(out), force)
     path = convert_to_gguf(resolve_model(checkpoint), out, outtype=outtype, force=force, progress=True)
     click.echo(str(path))
     click.echo(f"Ollama: ollama create NAME -f {modelfile_path(path)}")
