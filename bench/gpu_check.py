@@ -155,8 +155,28 @@ class Check:
                                                 "ok" if proc["returncode"] == 0 else "failed")
         if proc["timed_out"] and status == "ok":
             status = "timeout"
+        if proc["timed_out"]:
+            mark_unfinished(result, plan)
         return {"status": status, "worker": {k: proc[k] for k in ("returncode", "timed_out", "output_tail")},
                 **result}
+
+
+def mark_unfinished(result: dict, plan: dict) -> None:
+    """After a kill at the limit: say what never finished instead of leaving it out or 'pending'."""
+    why = "stopped at the section's time limit"
+    if "runs" in plan:
+        done = {(r["shape"], r["mode"]) for r in result.setdefault("runs", [])}
+        for run in result["runs"]:
+            if run.get("status") == "pending":
+                run.update(status="timeout", reason=why)
+            for stage in run.get("stages", {}).values():
+                if stage.get("status") == "pending":
+                    stage.update(status="timeout", reason=why)
+        result["runs"] += [{"shape": s, "mode": m, "status": "skipped", "reason": f"{why} before this run"}
+                           for s, m in plan["runs"] if (s, m) not in done]
+    else:
+        result.setdefault("real_weights", {"carried": False, "reason": f"{why} before the weights were checked"})
+        result.setdefault("reason", why)
 
 
 def main(argv: list[str] | None = None) -> int:

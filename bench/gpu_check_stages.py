@@ -223,6 +223,7 @@ def main(plan_path: str, out_path: str) -> None:
             row.update(status="skipped", reason=why or "time budget spent")
             save()
             continue
+        save()  # a kill during this run then shows it as unfinished, not missing
         try:
             run_one(plan, shape, mode, row, save, clock)
         except Exception as e:  # building the model failed: recorded, the next run still gets its turn
