@@ -51,7 +51,7 @@ def verify_reports(folder: Path) -> list[tuple[str, dict]]:
 
 
 def library_of(folder: Path) -> str:
-    """'mlx' when the weights were written by MLX (safetensors metadata format), else 'transformers'."""
+    """'mlx' or 'transformers': who wrote the weights (safetensors metadata), else which model file is there."""
     from sentinel.weights import weight_files
 
     try:
@@ -60,7 +60,9 @@ def library_of(folder: Path) -> str:
             meta = json.loads(f.read(min(n, 100 * 2**20))).get("__metadata__") or {}
     except (OSError, ValueError, IndexError, struct.error, AttributeError):
         meta = {}
-    return "mlx" if meta.get("format") == "mlx" or (folder / "sentinel_model.py").is_file() else "transformers"
+    if meta.get("format") in ("mlx", "pt"):  # what safetensors writers record (torch's save_file: "pt")
+        return "mlx" if meta["format"] == "mlx" else "transformers"
+    return "transformers" if (folder / "modeling_sentinel.py").is_file() else "mlx"
 
 
 def _measure(row: dict, key: str, fmt: str) -> str:

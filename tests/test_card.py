@@ -257,8 +257,6 @@ def test_weights_must_agree_with_config_and_layout(forged_mlx, tmp_path):
         write_card(folder)
 
 
-@pytest.mark.xfail(reason="until the MLX-side folder check accepts forged HF folders' model_type sentinel_<family> "
-                          "(issue 20 item 1, in progress)", strict=False)
 def test_hf_folder_card_says_transformers(forged_mlx):
     from huggingface_hub import ModelCard
 
