@@ -25,6 +25,7 @@ from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.wrappers import vision_policy
 from runtime_mlx import load_model as load_mlx
 from sentinel.cli import main
+from sentinel.config import family_config
 from sentinel.layout import read_layout
 from sentinel.weights import weight_files
 from tiny import tokens
@@ -129,7 +130,10 @@ def test_prune_heads_and_mlp_drop_vision_convert_matches_torch(tmp_path):
     with vision_policy(keep=False):
         report = run_prune(str(src), src, out, options, domain="code", calib_windows=4, seq_len=32, progress=False)
     config = json.loads((out / "config.json").read_text())
-    assert config["model_type"] == "qwen3_5_text" and config["architectures"] == ["Qwen3_5ForCausalLM"]
+    # pruned shapes: its own classes on disk (trust_remote_code), the text family for every reader
+    assert config["model_type"] == "sentinel_qwen3_5_text" and config["architectures"] == ["SentinelQwen3_5ForCausalLM"]
+    base = family_config(out)
+    assert base["model_type"] == "qwen3_5_text" and base["architectures"] == ["Qwen3_5ForCausalLM"]
     assert not any(n.startswith(("model.visual.", "mtp.", "model.language_model.")) for n in stored_names(out))
     layout = read_layout(config)
     assert sum(layout.layers[i].num_heads for i in FULL) == 8  # half of the 16 full-attention query heads
