@@ -174,8 +174,10 @@ def card_text(folder: Path, report_path: Optional[Path], known: Mapping[str, Pro
         params=sum(math.prod(s) for _, s in planner.config_tensors(config, "F32").values()),
         nbytes=facts.weight_bytes, dtype=DTYPE_NAMES.get(facts.dtype, facts.dtype), quantize=q.get("bits"),
         group_size=int(q.get("group_size", 64)), unquantized=[k for k, v in q.items() if v is False], library=library)
-    about = [f"Base model: `{prov.base_model or name}`" + (f" ({prov.license_note})" if prov.license_note else "")
-             + ("" if prov.license else ". Licence: not recorded (no SOURCE.json found)") + ".", ""]
+    about = [(f"Base model: `{prov.base_model}`" if prov.base_model else "Base model: not recorded")
+             + (f" ({prov.license_note})." if prov.license_note else ".") + " "
+             + (f"Licence: `{prov.license}`." if prov.license else "Licence: not recorded (no SOURCE.json beside "
+                "the model or its forge source)."), ""]
     return text.rstrip() + "\n\n" + "\n".join(about + quality_section(report, report_path.name if report_path else "")
                                               + runs_on_section(reports))
 

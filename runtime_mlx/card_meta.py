@@ -82,7 +82,8 @@ def provenance(folders: Iterable[Optional[Path]], given: Optional[Provenance] = 
                  "SOURCE.json")
     for folder in folders:
         meta = front_matter_of(folder / "README.md")
-        out.fill(meta.get("base_model"), meta.get("license"), "", "model card")
+        license = meta.get("license")
+        out.fill(meta.get("base_model"), None if license == "other" else license, "", "model card")
     return out
 
 

@@ -7,6 +7,7 @@ imports runtime_mlx and never the other way round. No machine path is ever writt
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -43,9 +44,14 @@ def model_card_text(*, name: str, origin: str, config: Mapping[str, Any], layout
     if quantize and unquantized:
         lines += [f"Kept dense (input dim not divisible by {group_size}): "
                   + ", ".join(f"`{p}`" for p in unquantized), ""]
-    lines += ["## Heads kept per layer", "", "| layer | query heads | KV heads |", "|---:|---:|---:|"]
+    inter = base.intermediate_size
+    mlp = inter is not None and any(layer.mlp_channels is not None for layer in layout.layers)
+    lines += ["## Heads kept per layer", "", "| layer | query heads | KV heads |" + (" MLP channels |" if mlp else ""),
+              "|---:|---:|---:|" + ("---:|" if mlp else "")]
     for i, layer in enumerate(layout.layers):
-        lines.append(f"| {i} | {layer.num_heads}/{base.num_heads} | {layer.num_kv_heads}/{base.num_kv_heads} |")
+        kept = len(layer.mlp_channels) if layer.mlp_channels is not None else inter
+        lines.append(f"| {i} | {layer.num_heads}/{base.num_heads} | {layer.num_kv_heads}/{base.num_kv_heads} |"
+                     + (f" {kept}/{inter} |" if mlp else ""))
     return "\n".join(lines + ["", f"{_load_hint(library, is_pruned(layout))}.", ""])
 
 
@@ -53,11 +59,20 @@ def converted_origin(source_name: str, config: Mapping[str, Any]) -> str:
     return f"Converted by `sentinel convert` from `{source_name}` ({config.get('model_type')})."
 
 
+def forge_source(out: Path) -> Optional[Path]:
+    """The source folder a forge run named in ``out/report.json`` (where its SOURCE.json is), if any."""
+    try:
+        source = json.loads((out / "report.json").read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(source) if isinstance(source, str) and source else None
+
+
 def write_model_card(path: Path, *, src: Path, config: Mapping[str, Any], layout: HeadLayout, params: int,
                      nbytes: int, dtype: str, quantize: int | None, group_size: int,
                      unquantized: list[str], prov: Optional[Provenance] = None) -> None:
     """The converter's card for a new MLX folder: front matter from the source's SOURCE.json or card."""
-    prov = provenance([src, src.parent], prov)
+    prov = provenance([src, src.parent, forge_source(src.parent)], prov)
     tags = ["pruned"] if is_pruned(layout) else []
     text = front_matter(prov, "mlx", tags) + "\n" + model_card_text(
         name=src.name, origin=converted_origin(src.name, config), config=config, layout=layout, params=params,
