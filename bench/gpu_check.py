@@ -55,7 +55,7 @@ def env_facts() -> dict:
 
     versions = {}
     for name in ("torch", "transformers", "peft", "accelerate", "safetensors", "tokenizers", "bitsandbytes", "gguf",
-                 "click", "matplotlib", "pytest"):
+                 "click", "matplotlib", "pytest", "flash-linear-attention", "causal-conv1d"):
         try:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -67,6 +67,7 @@ def env_facts() -> dict:
                                 timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
+    commit = commit or os.environ.get("SENTINEL_GIT_COMMIT")  # the device's copy of the tree has no .git
     return {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}",
             "cpu_count": os.cpu_count(), "versions": versions, "cuda_available": cuda,
             "cuda_version": torch.version.cuda, "device_name": props.name if props else None,

@@ -21,7 +21,8 @@ RUN = {"type": "object", "required": ["shape", "mode", "status"], "properties": 
     "reason": {"type": ["string", "null"]}, "params": {"type": "integer"}, "full_params": {"type": "integer"},
     "config": {"type": "object"}, "shape_facts": {"type": "object"},
     "stages": {"type": "object", "values": STAGE,
-               "properties": {s: STAGE for s in ("eval", "stage0", "prune", "distill", "control", "save")}}}}
+               "properties": {s: STAGE for s in ("eval", "stage0", "prune", "blocklocal", "distill", "control",
+                                                  "save")}}}}
 
 SECTION = {"type": "object", "required": ["status"],
            "properties": {"status": STATUS, "reason": {"type": ["string", "null"]}, "seconds": {"type": "number"},

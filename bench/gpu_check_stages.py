@@ -27,7 +27,7 @@ import torch
 from bench import gpu_check_api as api
 from bench.gpu_check_models import build_model, full_params, shape_config
 
-STAGES = ("eval", "stage0", "prune", "distill", "control", "save")
+STAGES = ("eval", "stage0", "prune", "blocklocal", "distill", "control", "save")
 MIN_STAGE_S = 3.0  # a stage is not started with less time than this left
 
 
@@ -110,6 +110,19 @@ def prune_stage(model, calibration, plan: dict, device, base: dict):
     return row
 
 
+def blocklocal_stage(student, teacher, windows, plan: dict, device):
+    """Block-local distillation (each pruned block toward the teacher's), as a forge cycle with --budget runs it."""
+    from forge_cuda.recovery.blocklocal import BlockLocalConfig, train_blocks
+
+    cfg = BlockLocalConfig(steps=plan["steps"], batch_size=plan["batch_size"])
+    with tempfile.TemporaryDirectory(prefix="gpu-check-blocks-") as tmp:
+        stats, row = measure(device, lambda: train_blocks(student, teacher, windows, cfg, Path(tmp), progress=False))
+    row.update(tokens=stats["tokens"], steps=stats["steps"], blocks=len(stats["blocks"]),
+               tokens_per_s=stats["tokens"] / row["seconds"] if row["seconds"] else None,
+               note="tokens = steps x batch x seq_len, trained once per block; seconds include the teacher states")
+    return row
+
+
 def save_stage(model, device):
     from forge_cuda.checkpoint import save_model
 
@@ -177,9 +190,18 @@ def run_one(plan: dict, shape: str, mode: str, row: dict, save, clock: Clock) ->
         state["teacher"] = half_teacher(state["model"], device)
         return prune_stage(state["model"], held["calib"], plan, device, base)
 
+    def blocklocal():
+        if mode == "nf4":  # the forge skips it on the NF4 tier too
+            return {"status": "skipped", "reason": "the forge runs no block-local distillation on the nf4 tier"}
+        result = blocklocal_stage(state["model"], state["teacher"], train, plan, device)
+        for p in state["model"].parameters():  # train_blocks freezes the student; train_model re-enables
+            p.requires_grad_(False)
+        return result
+
     ok = (step("eval", lambda: eval_stage(state["model"], held["eval"], device))
           and step("stage0", trained("model"))
           and step("prune", prune_with_copies)
+          and (step("blocklocal", blocklocal) or True)  # optional: its failure is recorded, the rest still runs
           and step("distill", trained("model", distill=True))
           and step("control", trained("control"))
           and (mode != "full" or step("save", lambda: save_stage(state["model"], device))))

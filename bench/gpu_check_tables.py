@@ -46,22 +46,27 @@ def _stage_cell(stage: dict, key: str) -> str:
 
 
 def stage_tables(runs: list[dict]) -> list[str]:
-    head = ["model (measured depth)", "mode", "eval tok/s", "stage 0 tok/s", "prune s", "distill tok/s",
-            "control tok/s", "peak GiB (max stage)"]
+    head = ["model (measured depth)", "mode", "eval tok/s", "stage 0 tok/s", "prune s", "block-local tok/s",
+            "distill tok/s", "control tok/s", "peak GiB (max stage)"]
     rows = []
     for r in runs:
         st = r.get("stages", {})
         if not st:
-            rows.append([r["shape"], r["mode"], r.get("reason") or r.get("status", "–"), "", "", "", "", ""])
+            rows.append([r["shape"], r["mode"], r.get("reason") or r.get("status", "–")] + [""] * 6)
             continue
         depth = r.get("shape_facts", {})
         name = f"{r['shape']} ({depth.get('measured_layers')}/{depth.get('full_layers')} layers)"
         peaks = [s.get("peak_bytes") for s in st.values() if s.get("status") == "ok" and s.get("peak_bytes")]
         rows.append([name, r["mode"], _stage_cell(st.get("eval", {}), "tokens_per_s"),
                      _stage_cell(st.get("stage0", {}), "tokens_per_s"), _stage_cell(st.get("prune", {}), "seconds"),
+                     _stage_cell(st.get("blocklocal", {}), "tokens_per_s"),
                      _stage_cell(st.get("distill", {}), "tokens_per_s"),
                      _stage_cell(st.get("control", {}), "tokens_per_s"), _gib(max(peaks) if peaks else None)])
-    return table(head, rows)
+    stages = ("eval", "stage0", "prune", "blocklocal", "distill", "control", "save")
+    peak_rows = [[f"{r['shape']}", r["mode"]] + [_stage_cell(r["stages"].get(s, {}), "peak_bytes") for s in stages]
+                 for r in runs if r.get("stages")]
+    return table(head, rows) + ["Peak GPU memory per stage, GiB (`torch.cuda.max_memory_allocated`, measured depth):",
+                                ""] + table(["model", "mode", *stages], peak_rows)
 
 
 def estimate_table(est: dict, defaults: dict) -> list[str]:
