@@ -195,3 +195,30 @@ def write_card(folder: str | Path, report: Optional[str | Path] = None,
     except OSError as e:
         raise SentinelError(f"cannot write {path} ({e.strerror or e})") from None
     return path
+
+
+def gguf_card_text(src: Path, gguf_name: str, outtype: str, nbytes: int,
+                   known: Mapping[str, Provenance] = {}) -> str:
+    """The card for a GGUF converted from the HF folder ``src`` (for the GGUF writer to publish beside it):
+    front matter with library gguf, the fixed part, and the forge rows when ``src``'s forge report is there."""
+    config = read_json(src / "config.json")
+    layout = read_layout(config)
+    report_path = find_report(src)
+    report = load_report(report_path) if report_path is not None else None
+    source = Path(report["source"]) if report and report.get("source") else None
+    name = Path(str((report or {}).get("config", {}).get("model") or src.name)).name
+    prov = provenance([src, src.parent, source])
+    hint = _known([name, src.name] + ([source.name] if source else []), known)
+    if hint is not None:
+        prov.fill(hint.base_model, hint.license, hint.license_note, "Sentinel's catalogue")
+    tags = ["gguf"] + (["pruned"] if is_pruned(layout) else []) + (["forged", report["config"].get("domain")]
+                                                                   if report else [])
+    body = model_card_text(
+        name=Path(gguf_name).stem, origin=f"Converted by `sentinel convert --to gguf` ({outtype}) from `{name}` "
+        f"({config.get('model_type')}); the Modelfile beside it is for Ollama.", config=config, layout=layout,
+        params=sum(math.prod(s) for _, s in planner.config_tensors(config, "F32").values()), nbytes=nbytes,
+        dtype=outtype, quantize=None, group_size=0, unquantized=[], library="gguf")
+    about = [(f"Base model: `{prov.base_model}`." if prov.base_model else "Base model: not recorded.") + " "
+             + (f"Licence: `{prov.license}`." if prov.license else "Licence: not recorded."), ""]
+    return (front_matter(prov, "gguf", [t for t in tags if t]) + "\n" + body.rstrip() + "\n\n"
+            + "\n".join(about + quality_section(report, report_path.name if report_path else "")))

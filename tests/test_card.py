@@ -267,3 +267,17 @@ def test_hf_folder_card_says_transformers(forged_mlx):
     assert card.data.base_model == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
     assert "trust_remote_code=True" in text and "(MLX)" not in text
     assert "Forged by Sentinel from `tiny-base`" in text
+
+
+def test_gguf_card_text_parses_and_carries_the_forge_rows(forged_mlx):
+    from huggingface_hub import ModelCard
+
+    from runtime_mlx.card import gguf_card_text
+
+    text = gguf_card_text(forged_mlx.parent / "model", "forged-f16.gguf", "f16", 123_456)
+    card = ModelCard(text)
+    assert card.data.library_name == "gguf" and card.data.license == "apache-2.0"
+    assert card.data.base_model == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    assert {"gguf", "pruned", "forged", "code", "sentinel"} <= set(card.data.tags)
+    assert "# forged-f16 (GGUF)" in text and "| forged | 10.500 |" in text and "123,456 bytes" in text
+    assert "llama-cli -m" in text and str(forged_mlx.parent) not in text
