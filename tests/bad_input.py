@@ -21,7 +21,7 @@ def cli(*args: str, env: dict | None = None):
 def assert_error(result, *fragments: str) -> str:
     """Non-zero exit, last line ``error: ...`` containing every fragment, no traceback anywhere."""
     assert result.exit_code not in (0, 70), result.output
-    lines = result.output.strip().splitlines()
+    lines = result.stderr.strip().splitlines()  # the promise is about stderr's last line
     assert lines and lines[-1].startswith("error: "), result.output
     assert "Traceback" not in result.output, result.output
     for fragment in fragments:
