@@ -1,7 +1,7 @@
-"""CPU runs of prune, forge, convert, card and serve print no third-party warning lines (issue 20).
+"""CPU runs of prune, forge, convert (MLX, GGUF), card and serve print no third-party warning lines (issue 20).
 
 bitsandbytes used to log "Failed to load CPU gemm_4bit_forward ... No module named 'kernels'" on
-every import through peft; tqdm progress bars are fine. Outputs name no path of this machine.
+every import through peft; tqdm progress bars are fine. Cards, report.md and the Modelfile name no path of this machine.
 """
 
 import os
@@ -53,7 +53,9 @@ def test_forge_convert_card_and_serve_print_no_warnings(source, tmp_path):
     mlx = tmp_path / "forged-mlx"
     run("convert", out / "model", "--to", "mlx", "--out", mlx)
     run("card", mlx, "--report", out / "report.json")
-    for text in ((out / "report.md").read_text(), (mlx / "README.md").read_text()):
+    run("convert", out / "model", "--to", "gguf", "--out", tmp_path / "gguf" / "forged.gguf")
+    written = [out / "report.md", mlx / "README.md", tmp_path / "gguf" / "forged.Modelfile"]
+    for text in (path.read_text() for path in written):
         for machine in (str(tmp_path), "/tmp/", "/root/", str(__import__("pathlib").Path.home()) + "/"):
             assert machine not in text
     with socket.socket() as s:
