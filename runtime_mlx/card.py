@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from runtime_mlx import planner
-from runtime_mlx.card_inputs import check_weight_shapes, load_report, load_verify
+from runtime_mlx.card_inputs import load_report, load_verify
 from runtime_mlx.card_meta import Provenance, front_matter, provenance
 from runtime_mlx.model_card import converted_origin, model_card_text
 from sentinel.atomic import read_json, write_text
 from sentinel.errors import SentinelError
 from sentinel.layout import is_pruned, read_layout
+from sentinel.remote_code import base_config
 from sentinel.verdict import verdict
+from sentinel.weight_check import check_weights_match
 
 DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 CONVERTED_FROM = re.compile(r"^Converted by `sentinel convert` from `([^`]+)`", re.M)
@@ -152,7 +154,8 @@ def card_text(folder: Path, report_path: Optional[Path], known: Mapping[str, Pro
     """The whole README.md; every input checked before anything is composed. ``known``: model name ->
     provenance the caller knows (the CLI's embedded models), used after the files on disk."""
     config = read_json(folder / "config.json")
-    check_weight_shapes(folder, config)
+    check_weights_match(folder, config)  # headers only: weights of another model get no card
+    config = base_config(config)  # a forged HF folder says sentinel_<family>: describe the family
     report = load_report(report_path) if report_path is not None else None
     reports = verify_reports(folder)
     library, layout = library_of(folder), read_layout(config)
@@ -201,7 +204,7 @@ def gguf_card_text(src: Path, gguf_name: str, outtype: str, nbytes: int,
                    known: Mapping[str, Provenance] = {}) -> str:
     """The card for a GGUF converted from the HF folder ``src`` (for the GGUF writer to publish beside it):
     front matter with library gguf, the fixed part, and the forge rows when ``src``'s forge report is there."""
-    config = read_json(src / "config.json")
+    config = base_config(read_json(src / "config.json"))
     layout = read_layout(config)
     report_path = find_report(src)
     report = load_report(report_path) if report_path is not None else None

@@ -1,7 +1,7 @@
 """What ``sentinel card`` reads, checked before a line of the card is written.
 
-A forge report, verify reports and the folder's weights each get one ``SentinelError`` line
-naming the file and the first problem, so a malformed input never becomes a traceback or a
+A forge report and verify reports each get one ``SentinelError`` line naming the file and
+the first problem (the weights against config + layout: sentinel.weight_check), so a malformed input never becomes a traceback or a
 card with numbers it cannot back. Non-finite measurements are kept as None ("not measured").
 """
 
@@ -118,29 +118,3 @@ def load_verify(path: Path) -> dict:
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-
-def check_weight_shapes(folder: Path, config: Mapping[str, Any]) -> None:
-    """The folder has weights, and their headers agree with config.json and its head layout (cheap:
-    headers only). Checks each layer's attention output rows and the embedding's size."""
-    from runtime_mlx import planner
-    from sentinel.layout import read_layout
-
-    headers = planner.safetensors_headers(folder)
-    if not headers:
-        raise SentinelError(f"{folder} holds no weights (model*.safetensors): nothing to describe")
-    layout = read_layout(config)
-    base = layout.base
-    for i, layer in enumerate(layout.layers):
-        for proj, rows in (("q_proj", layer.num_heads * base.head_dim), ("k_proj", layer.num_kv_heads * base.head_dim),
-                           ("o_proj", base.hidden_size)):
-            name = next((n for n in headers if n.endswith(f"layers.{i}.self_attn.{proj}.weight")), None)
-            if name is None:
-                continue  # another naming (gpt2's fused c_attn): counted by the loader instead
-            shape = headers[name][1]
-            if not shape or shape[0] != rows:
-                raise SentinelError(f"{folder}: {name} has shape {shape}, but config.json and its layout say "
-                                    f"{rows} rows (layer {i}: {layer.num_heads} query / {layer.num_kv_heads} KV "
-                                    f"heads of {base.head_dim})")
-    if not any(f"layers.{len(layout.layers) - 1}." in n for n in headers) or \
-            any(f"layers.{len(layout.layers)}." in n for n in headers):
-        raise SentinelError(f"{folder}: its weights do not hold the {len(layout.layers)} layers config.json names")

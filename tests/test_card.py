@@ -252,8 +252,14 @@ def test_weights_must_agree_with_config_and_layout(forged_mlx, tmp_path):
     layer0 = config["sentinel_layout"]["layers"][0]
     layer0["q_heads"], layer0["kv_heads"] = [0, 1, 2, 3, 4, 5], [0, 1, 2]  # valid, but 96 rows: the weights hold 64
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(SentinelError, match=r"q_proj.weight has shape \[64, 64\], but config.json and its layout "
-                                            r"say 96 rows"):
+    before = (folder / "README.md").read_bytes()
+    with pytest.raises(SentinelError, match=r"q_proj.weight has shape \(64, 64\), but config.json and its layout "
+                                            r"imply 96 along dimension 0"):
+        write_card(folder)
+    assert (folder / "README.md").read_bytes() == before
+    for weights in folder.glob("*.safetensors*"):
+        weights.unlink()
+    with pytest.raises(SentinelError, match="model\\*.safetensors"):
         write_card(folder)
 
 
