@@ -147,6 +147,23 @@ def windows(n: int, seq_len: int, vocab: int, seed: int) -> torch.Tensor:
     return torch.randint(0, vocab, (n, seq_len), generator=torch.Generator().manual_seed(seed))
 
 
+def run_stage(stages: dict, name: str, fn, clock: Clock, device: torch.device, save) -> bool:
+    """Record ``fn()`` as stage ``name`` (or why it did not run / failed); True when it completed."""
+    if clock.left() < MIN_STAGE_S:
+        stages[name] = {"status": "skipped", "reason": "time budget spent"}
+        return False
+    try:
+        stages[name] = fn()
+    except torch.cuda.OutOfMemoryError as e:
+        stages[name] = {"status": "oom", "reason": str(e).splitlines()[0][:300],
+                        "peak_bytes": torch.cuda.max_memory_allocated(device)}
+    except Exception as e:  # recorded, and the run stops: later stages need this one's result
+        stages[name] = {"status": "failed", "reason": f"{type(e).__name__}: {e}"[:500],
+                        "traceback": traceback.format_exc()[-2000:]}
+    save()
+    return stages[name]["status"] == "ok"
+
+
 def run_one(plan: dict, shape: str, mode: str, row: dict, save, clock: Clock) -> None:
     """Fill ``row["stages"]`` stage by stage (``save()`` after each); stops at the deadline or an error."""
     device = torch.device(plan["device"])
@@ -163,19 +180,7 @@ def run_one(plan: dict, shape: str, mode: str, row: dict, save, clock: Clock) ->
     state = {"model": model}
 
     def step(name, fn):
-        if clock.left() < MIN_STAGE_S:
-            row["stages"][name] = {"status": "skipped", "reason": "time budget spent"}
-            return False
-        try:
-            row["stages"][name] = fn()
-        except torch.cuda.OutOfMemoryError as e:
-            row["stages"][name] = {"status": "oom", "reason": str(e).splitlines()[0][:300],
-                                   "peak_bytes": torch.cuda.max_memory_allocated(device)}
-        except Exception as e:  # recorded, and the run stops: later stages need this one's result
-            row["stages"][name] = {"status": "failed", "reason": f"{type(e).__name__}: {e}"[:500],
-                                   "traceback": traceback.format_exc()[-2000:]}
-        save()
-        return row["stages"][name]["status"] == "ok"
+        return run_stage(row["stages"], name, fn, clock, device, save)
 
     def trained(key, distill=False):
         def fn():
