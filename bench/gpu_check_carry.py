@@ -158,19 +158,20 @@ def installed(dist: str) -> bool:
 
 
 def install(stash: Path) -> None:
-    """Install each carried wheel whose distribution is missing, offline, into ``stash/site``."""
+    """Install each carried wheel whose distribution is missing, offline, into ``stash/site`` (one pip call)."""
     site = stash / "site"
-    for wheel in sorted(stash.glob("*.whl")):
-        dist = wheel.name.split("-")[0]
-        if installed(dist) or installed(dist.replace("_", "-")):
-            continue
-        site.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile", "--quiet",
-               "--disable-pip-version-check", "--root-user-action=ignore", "--target", str(site), str(wheel)]
-        if subprocess.run(cmd).returncode != 0:  # no pip here: a wheel is a zip laid out for site-packages
+    missing = [w for w in sorted(stash.glob("*.whl"))
+               if not (installed(w.name.split("-")[0]) or installed(w.name.split("-")[0].replace("_", "-")))]
+    if not missing:
+        return
+    site.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile", "--quiet",
+           "--disable-pip-version-check", "--root-user-action=ignore", "--target", str(site), *map(str, missing)]
+    if subprocess.run(cmd).returncode != 0:  # no usable pip here: a wheel is a zip laid out for site-packages
+        for wheel in missing:
             with zipfile.ZipFile(wheel) as z:
                 z.extractall(site)
-        print(f"installed offline: {wheel.name} -> {site}")
+    print("installed offline into " + str(site) + ": " + ", ".join(w.name for w in missing))
 
 
 def main(argv: list[str] | None = None) -> None:
