@@ -75,6 +75,17 @@ def _plain_default(param):
     return False if getattr(param, "is_flag", False) else None
 
 
+def _config_defaults() -> dict:
+    """Evaluation extras of the forge (out-of-domain rows, recovery curves) from ForgeConfig's own defaults."""
+    import dataclasses
+
+    from forge_cuda.forge import ForgeConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(ForgeConfig)}
+    keys = ("ood_domain", "ood_eval_tokens", "curve_points", "curve_eval_tokens")
+    return {k: fields[k] for k in keys if k in fields and fields[k] is not dataclasses.MISSING}
+
+
 def _cli_defaults() -> dict:
     params = {p.name: _plain_default(p) for p in forge_command().params}
     target = params.get("target_params") or default_target()
@@ -84,4 +95,5 @@ def _cli_defaults() -> dict:
             "seq_len": params["seq_len"], "eval_tokens": params["eval_tokens"],
             "calib_windows": params["calib_windows"], "train_tokens": params.get("train_tokens"),
             "target_params": target, "max_step_params": max_step, "cycles": cycles,
-            "control": not params.get("no_control", False), "recovery": params.get("recovery", "distill")}
+            "control": not params.get("no_control", False), "recovery": params.get("recovery", "distill"),
+            **_config_defaults()}

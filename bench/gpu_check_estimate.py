@@ -3,7 +3,8 @@
 The wall time adds up the default forge's work at the measured rates: stage 0, then
 per cycle one pruning step, the distillation and the control (each ``steps`` x
 ``batch_size`` x ``seq_len - 1`` tokens), the evaluations (baseline, stage 0, and three
-per cycle: one-shot, forged, control) and the saves (stage 0, then forged + control per
+per cycle: one-shot, forged, control; plus the out-of-domain rows and recovery curves the forge's config
+asks for) and the saves (stage 0, then forged + control per
 cycle). Every cycle is costed at the unpruned model's speed, so it is an upper bound
 for the forged track. Shapes measured at reduced depth (the 4B) are scaled by parameter
 count, and say so.
@@ -26,6 +27,15 @@ def scale_of(run: dict) -> float:
     return run["full_params"] / run["params"] if run.get("params") and run.get("full_params") else 1.0
 
 
+def extra_eval_tokens(defaults: dict) -> int:
+    """Out-of-domain rows (baseline, stage 0, forged per cycle) and recovery-curve points (per cycle and track:
+    one before recovery plus ``curve_points``), where the forge's config has them."""
+    cycles, tracks = defaults["cycles"], 2 if defaults.get("control", True) else 1
+    ood = defaults.get("ood_eval_tokens", 0) * (2 + cycles) if defaults.get("ood_domain") else 0
+    curve = defaults.get("curve_eval_tokens", 0) * (1 + defaults.get("curve_points", 0)) * tracks * cycles
+    return ood + curve
+
+
 def forge_seconds(run: dict, defaults: dict, save: dict | None = None) -> dict | None:
     """The default forge's wall time from one run's stages (None when a stage it needs is missing).
 
@@ -40,14 +50,16 @@ def forge_seconds(run: dict, defaults: dict, save: dict | None = None) -> dict |
     scale, cycles = scale_of(run), defaults["cycles"]
     tokens = defaults["steps"] * defaults["batch_size"] * defaults.get("grad_accum", 1) * (defaults["seq_len"] - 1)
     train = {s: tokens / st[s]["tokens_per_s"] * scale for s in ("stage0", "distill", "control")}
-    evals = (2 + 3 * cycles) if defaults.get("control", True) else (2 + 2 * cycles)
-    eval_s = defaults["eval_tokens"] / st["eval"]["tokens_per_s"] * scale * evals
+    control = defaults.get("control", True)
+    evals = (2 + 3 * cycles) if control else (2 + 2 * cycles)
+    eval_tokens = defaults["eval_tokens"] * evals + extra_eval_tokens(defaults)
+    eval_s = eval_tokens / st["eval"]["tokens_per_s"] * scale
     prune_s = st["prune"]["seconds"] * scale * defaults["calib_windows"] / max(st["prune"]["windows"], 1) * cycles
     save_s = st["save"]["seconds"] * scale * (1 + 2 * cycles) if _ok(st.get("save")) else 0.0
     control_s = train["control"] * cycles if defaults.get("control", True) else 0.0
     parts = {"stage0": train["stage0"], "distill": train["distill"] * cycles, "control": control_s,
              "prune": prune_s, "eval": eval_s, "save": save_s}
-    return {"seconds": sum(parts.values()), "parts": parts, "train_tokens_per_stage": tokens,
+    return {"seconds": sum(parts.values()), "parts": parts, "train_tokens_per_stage": tokens, "eval_tokens": eval_tokens,
             "scaled_by_params": scale != 1.0, "scale": scale}
 
 

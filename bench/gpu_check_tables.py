@@ -72,7 +72,8 @@ def stage_tables(runs: list[dict]) -> list[str]:
 def estimate_table(est: dict, defaults: dict) -> list[str]:
     lines = [f"Default forge: {defaults['cycles']} cycles to {defaults['target_params']} of the parameters, "
              f"{defaults['steps']} steps x {defaults['batch_size']} x {defaults['seq_len']} tokens per stage, "
-             f"{defaults['eval_tokens']:,} eval tokens per row, {defaults['calib_windows']} calibration windows. "
+             f"{defaults['eval_tokens']:,} eval tokens per row (plus out-of-domain rows and recovery curves), "
+             f"{defaults['calib_windows']} calibration windows. "
              "Minutes at the measured rates (unpruned speed for every cycle: an upper bound); shapes measured at "
              "reduced depth are scaled to full depth by parameter count (marked *scaled*).", ""]
     rows = []

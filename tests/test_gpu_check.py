@@ -99,6 +99,10 @@ def test_default_forge_estimate_adds_its_parts():
     assert est["seconds"] == pytest.approx(44.5) and not est["scaled_by_params"]
     scaled = forge_seconds(run_row({"eval": 1000, "stage0": 100, "distill": 50, "control": 100}, full=400), DEFAULTS)
     assert scaled["seconds"] == pytest.approx(4 * 44.5) and scaled["scaled_by_params"]
+    # out-of-domain rows 100 x (2 + 3) + curves 50 x (1 + 1 points) x 2 tracks x 3 cycles = 1,100 more eval tokens
+    extras = dict(DEFAULTS, ood_domain="docs", ood_eval_tokens=100, curve_points=1, curve_eval_tokens=50)
+    est = forge_seconds(run_row({"eval": 1000, "stage0": 100, "distill": 50, "control": 100}), extras)
+    assert est["parts"]["eval"] == pytest.approx(5.5 + 1.1) and est["eval_tokens"] == 500 * 11 + 1100
 
 
 def test_tier_table_takes_the_best_mode_that_fits():
