@@ -19,6 +19,9 @@ from forge_cuda.pruning.calibration import calibration_batches
 from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.pruning.preflight import check_reachable, model_skeleton
 from forge_cuda.pruning.step import prune_model
+from forge_cuda.vocab.plan import plan_vocab
+from forge_cuda.vocab.tokenizer_files import trim_hf_tokenizer
+from forge_cuda.vocab.usage import domain_usage
 from sentinel.atomic import check_output_dir, write_json
 from sentinel.validate import check_model_folder
 
@@ -49,6 +52,16 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def vocab_plan(model, tokenizer, domain: str, options: PruneOptions):
+    """The token rows ``options.vocab`` lets go, counted on the domain's train + calibration documents
+    (None for ``keep``). SentencePiece tokenizers cannot be trimmed: one error line naming ``--vocab keep``."""
+    policy = options.vocab_policy
+    if not policy.trims:
+        return None
+    rows = model.get_input_embeddings().weight.shape[0]
+    return plan_vocab(model, tokenizer, domain_usage(domain, tokenizer, rows), policy)
+
+
 def run_prune(model_name: str, source: str | Path, out: str | Path, options: PruneOptions, domain: str = "code",
               calib_windows: int = 32, seq_len: int = 256, force: bool = False,
               dtype: torch.dtype = torch.float32, progress: bool = True) -> dict:
@@ -67,7 +80,10 @@ def run_prune(model_name: str, source: str | Path, out: str | Path, options: Pru
     loaded = time.perf_counter()
     batches = [] if options.criterion in ("magnitude", "random") and not options.refit else calibration_batches(
         tokenizer, domain, calib_windows, seq_len, options.seed, options.batch_size)
-    report, scores = prune_model(model, batches, options, progress=progress)
+    vocab = vocab_plan(model, tokenizer, domain, options)
+    report, scores = prune_model(model, batches, options, progress=progress, vocab=vocab)
+    if vocab is not None:
+        tokenizer = trim_hf_tokenizer(tokenizer, vocab.kept)
     report = {"model": model_name, "source": str(source), "domain": domain if batches else None,
               "calibration_windows": len(batches and torch.cat(batches)), "seq_len": seq_len,
               "device": device, **report}

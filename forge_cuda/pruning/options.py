@@ -42,6 +42,7 @@ class PruneOptions:
     balance: str = "layer"  # size target: how head and channel scores are made comparable (pruning.search)
     mitosis_rounds: int = 0  # clone rounds per layer after pruning (one clone per kept KV group per round)
     batch_size: int = 4  # calibration windows per scoring batch
+    vocab: str = "keep"  # token rows: keep | domain | a minimum coverage (forge_cuda.vocab.policy)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -56,7 +57,15 @@ class PruneOptions:
         self._check_numbers()
         self._check_combinations()
 
+    @property
+    def vocab_policy(self):
+        """The parsed ``vocab`` policy (forge_cuda.vocab.policy.VocabPolicy)."""
+        from forge_cuda.vocab.policy import parse_vocab_policy  # numpy only
+
+        return parse_vocab_policy(self.vocab)
+
     def _check_choices(self) -> None:
+        self.vocab_policy  # one error line for a bad --vocab
         choices = {"criterion": CRITERIA, "mode": MODES, "scope": SCOPES, "normalize": NORMALIZATIONS,
                    "balance": BALANCES}
         for name, allowed in choices.items():

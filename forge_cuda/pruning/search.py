@@ -80,6 +80,10 @@ class GreedySearch:
         """
         removed, taken = 0, {"group": 0, "query": 0, "channels": 0}
         slack = self.space.slack()
+        for free in [m for m in self.space.moves() if m.free and (kinds is None or m.kind in kinds)]:
+            self.space.apply(free)  # what the policy already gave away counts first, even past the target
+            removed += free.cost
+            taken[free.kind] = taken.get(free.kind, 0) + 1
         while removed < requested:
             moves = [m for m in self.space.moves() if kinds is None or m.kind in kinds]
             fitting = [m for m in moves if m.cost <= requested - removed + slack] or moves

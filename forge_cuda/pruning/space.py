@@ -109,6 +109,7 @@ class Move:
     cost: int  # parameters removed
     score: float  # importance removed
     units: int  # units removed (query heads, or channels)
+    free: bool = False  # already allowed by the user's policy (vocabulary rows): taken first, whatever its size
 
     @property
     def priority(self) -> float:

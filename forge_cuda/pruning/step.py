@@ -13,7 +13,7 @@ import dataclasses
 import gc
 import math
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -27,31 +27,41 @@ from forge_cuda.pruning.mitosis import apply_mitosis, plan_mitosis
 from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.pruning.search import greedy_search, select_heads
 from forge_cuda.pruning.space import channel_group_for, kv_bytes_per_token, unit_costs
+from forge_cuda.vocab.part import VocabPart
+from forge_cuda.vocab.plan import VocabPlan
+from forge_cuda.vocab.surgery import restrict_vocab
 from sentinel.errors import SentinelError
 from sentinel.layout import HeadLayout
 
 
 def _greedy(model: nn.Module, layout: HeadLayout, scores: dict[str, UnitScores], options: PruneOptions,
-            heads: bool):
+            heads: bool, extra: Sequence = ()):
     width = layout.base.intermediate_size or 1
     return greedy_search(layout, unit_costs(model), scores.get("heads") if heads else None, scores.get("channels"),
                          mode=options.mode, min_heads=options.min_heads,
                          min_channels=max(1, round(options.min_channels * width)),
-                         channel_group=channel_group_for(layout, options.channel_group), balance=options.balance)
+                         channel_group=channel_group_for(layout, options.channel_group), balance=options.balance,
+                         extra=extra)
 
 
 def select_layout(model: nn.Module, scores: dict[str, UnitScores], options: PruneOptions,
-                  base_params: int | None = None, base_channels: int | None = None) -> tuple[HeadLayout, dict]:
+                  base_params: int | None = None, base_channels: int | None = None,
+                  vocab: VocabPlan | None = None) -> tuple[HeadLayout, dict]:
     """The layout ``options`` ask for, from scores of the current model; plus what was asked and achieved.
 
     ``base_params``/``base_channels``: the unpruned model's totals (targets and levels are
-    fractions of the base, so gradual cycles each remove only the difference).
+    fractions of the base, so gradual cycles each remove only the difference). ``vocab``: the
+    token rows the vocabulary policy lets go, one free move of the same search (rows the domain
+    never uses go first; heads and channels supply the rest of a size target).
     """
     layout, params_now = model_layout(model), param_count(model)
     info: dict = {}
+    if vocab is not None and vocab.removed_rows:
+        info["vocab"] = vocab.to_dict()
     if options.target_params is not None:
         goal = round(options.target_params * (base_params or params_now))
-        sel = _greedy(model, layout, scores, options, heads=True).select(max(0, params_now - goal))
+        extra = [VocabPart(vocab)] if vocab is not None and vocab.removed_rows else []
+        sel = _greedy(model, layout, scores, options, heads=True, extra=extra).select(max(0, params_now - goal))
         info["target"] = {"params_goal": goal, "requested_removed": sel.requested, "removed": sel.removed,
                           "moves": sel.moves, "units_removed": sel.units}
         return sel.layout, info
@@ -116,17 +126,19 @@ def _report(model: nn.Module, options: PruneOptions, selected: dict, before: Hea
 
 def prune_model(model: nn.Module, batches: Iterable, options: PruneOptions, progress: bool = True,
                 scores: dict[str, UnitScores] | None = None, base_params: int | None = None,
-                base_channels: int | None = None) -> tuple[dict, dict[str, UnitScores]]:
+                base_channels: int | None = None, vocab: VocabPlan | None = None) -> tuple[dict, dict[str, UnitScores]]:
     """Prune ``model`` in place; returns the report and the raw scores (per unit kind) it was pruned by.
 
     Pass ``scores`` to prune by scores measured elsewhere (e.g. on the main process of a DDP run).
+    ``vocab`` (forge_cuda.vocab.plan_vocab): token rows removed in the same step, after the defrag;
+    the caller saves the matching trimmed tokenizer.
     """
     before, params_before, mem_before = model_layout(model), param_count(model), _cuda_allocated(model)
     t0 = time.perf_counter()
     if scores is None:
         scores = score_units(model, batches, options.criterion, options.kinds, seed=options.seed, progress=progress)
     t1 = time.perf_counter()
-    target, selected = select_layout(model, scores, options, base_params, base_channels)
+    target, selected = select_layout(model, scores, options, base_params, base_channels, vocab)
     if options.refit:
         from forge_cuda.pruning.refit import collect_grams, refit_readers
 
@@ -136,6 +148,9 @@ def prune_model(model: nn.Module, batches: Iterable, options: PruneOptions, prog
                                                   before, target)
     t2 = time.perf_counter()
     after = defrag(model, target)
+    if vocab is not None and vocab.removed_rows:
+        restrict_vocab(model, vocab.kept)
+        after = model_layout(model)
     t3 = time.perf_counter()
     report = _report(model, options, selected, before, after, params_before, mem_before)
     report["calibration_tokens"] = max(s.tokens for s in scores.values())

@@ -6,11 +6,16 @@ usage (count ids over train + calibration), policy (keep / domain / coverage), b
 plan (one decision joining them).
 """
 
-from forge_cuda.vocab.plan import VocabPlan, plan_vocab
-from forge_cuda.vocab.policy import VocabPolicy, parse_vocab_policy
-from forge_cuda.vocab.surgery import restrict_vocab, row_params
-from forge_cuda.vocab.tokenizer_files import save_trimmed_tokenizer, trim_hf_tokenizer
-from forge_cuda.vocab.usage import count_ids, domain_usage
+from importlib import import_module
 
-__all__ = ["VocabPlan", "VocabPolicy", "count_ids", "domain_usage", "parse_vocab_policy", "plan_vocab",
-           "restrict_vocab", "row_params", "save_trimmed_tokenizer", "trim_hf_tokenizer"]
+_HOMES = {"VocabPlan": "plan", "plan_vocab": "plan", "VocabPolicy": "policy", "parse_vocab_policy": "policy",
+          "restrict_vocab": "surgery", "row_params": "surgery", "save_trimmed_tokenizer": "tokenizer_files",
+          "trim_hf_tokenizer": "tokenizer_files", "count_ids": "usage", "domain_usage": "usage"}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    """Names load on first use, so the CLI can check a policy (policy.py: numpy only) without importing torch."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)

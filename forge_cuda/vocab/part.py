@@ -2,7 +2,7 @@
 
 The policy already decided which rows may go (never-used ids for ``domain``; the
 rarest ids beyond the coverage for a float), so removing them costs nothing the
-user did not allow: one move of score 0, which the greedy search takes first; the
+user did not allow: one free move of score 0, which the greedy search takes first (even past the target); the
 heads and channels then supply the rest of the size target. The part records
 nothing in the layout: ``restrict_vocab(model, plan.kept)`` does the row surgery.
 """
@@ -24,7 +24,7 @@ class VocabPart:
     def moves(self, part: int, space) -> list[Move]:
         if self.removed["vocab_rows"] or not self.plan.removed_rows:
             return []
-        return [Move(part, "vocab_rows", self.plan.removed_params, 0.0, self.plan.removed_rows)]
+        return [Move(part, "vocab_rows", self.plan.removed_params, 0.0, self.plan.removed_rows, free=True)]
 
     def apply(self, move: Move) -> None:
         self.removed["vocab_rows"] += move.units

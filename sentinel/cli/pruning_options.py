@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # since importing forge_cuda imports torch and the CLI must start fast
 CRITERIA = ["taylor", "activation", "entropy", "magnitude", "random"]
 DEFAULT_TARGET = 0.75
+DEFAULT_VOCAB = "domain"
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
@@ -54,6 +55,10 @@ _OPTIONS = [
                   help="Size target: how head and channel scores are made comparable (docs/PRUNING.md)."),
     click.option("--refit/--no-refit", default=True, show_default=True,
                   help="Refit o_proj/down_proj by least squares on calibration activations after each prune."),
+    click.option("--vocab", default=DEFAULT_VOCAB, show_default=True,
+                  help="Token rows to keep: domain (every token the domain's train + calibration text uses), "
+                       "keep (the whole vocabulary), or a minimum coverage of those tokens such as 0.999. "
+                       "Removed rows count toward the size target first; the tokenizer is trimmed to match."),
 ]
 
 
@@ -114,6 +119,7 @@ class PruningFlags:
     channel_group: int
     balance: str
     refit: bool
+    vocab: str
     extra: dict  # command-specific fields of PruneOptions (scope, batch_size, mitosis_rounds)
 
     def options(self, model_params: Callable[[], int], seed: int) -> "PruneOptions":
@@ -125,7 +131,7 @@ class PruningFlags:
             finite(getattr(self, flag), "--" + flag.replace("_", "-"))
         common = dict(criterion=self.criterion, mode=self.mode, min_heads=self.min_heads, seed=seed,
                       min_channels=self.min_channels, channel_group=self.channel_group, refit=self.refit,
-                      balance=self.balance, **self.extra)
+                      balance=self.balance, vocab=self.vocab, **self.extra)
         size = size_target(self.target_params, self.target_bytes, self.prune_level, self.mlp_level, None)
         PruneOptions(normalize="none" if size["target_params"] is not None else "l2", **size, **common)
         if self.target_bytes is not None:
