@@ -21,7 +21,7 @@ from typing import Mapping, Optional
 
 from runtime_mlx import planner
 from runtime_mlx.card_inputs import load_report, load_verify
-from runtime_mlx.card_meta import Provenance, front_matter, provenance
+from runtime_mlx.card_meta import Provenance, front_matter, provenance, recorded_sources
 from runtime_mlx.model_card import converted_origin, model_card_text
 from sentinel.atomic import read_json, write_text
 from sentinel.errors import SentinelError
@@ -162,8 +162,9 @@ def card_text(folder: Path, report_path: Optional[Path], known: Mapping[str, Pro
     source = Path(report["source"]) if report and report.get("source") else None
     name = (report or {}).get("config", {}).get("model") or converted_from(folder) or folder.name
     name = Path(str(name)).name  # a name, never a machine path
-    prov = provenance([folder, folder.parent, source])
-    hint = _known([name, folder.name, folder.parent.name] + ([source.name] if source else []), known)
+    paths, names = recorded_sources(folder)
+    prov = provenance([folder, folder.parent, source, *paths])
+    hint = _known([name, folder.name, folder.parent.name] + ([source.name] if source else []) + names, known)
     if hint is not None:
         prov.fill(hint.base_model, hint.license, hint.license_note, "Sentinel's catalogue")
     facts = planner.model_facts(folder)
@@ -210,8 +211,9 @@ def gguf_card_text(src: Path, gguf_name: str, outtype: str, nbytes: int,
     report = load_report(report_path) if report_path is not None else None
     source = Path(report["source"]) if report and report.get("source") else None
     name = Path(str((report or {}).get("config", {}).get("model") or src.name)).name
-    prov = provenance([src, src.parent, source])
-    hint = _known([name, src.name] + ([source.name] if source else []), known)
+    paths, names = recorded_sources(src)
+    prov = provenance([src, src.parent, source, *paths])
+    hint = _known([name, src.name] + ([source.name] if source else []) + names, known)
     if hint is not None:
         prov.fill(hint.base_model, hint.license, hint.license_note, "Sentinel's catalogue")
     tags = ["gguf"] + (["pruned"] if is_pruned(layout) else []) + (["forged", report["config"].get("domain")]

@@ -87,6 +87,24 @@ def provenance(folders: Iterable[Optional[Path]], given: Optional[Provenance] = 
     return out
 
 
+def recorded_sources(folder: Path) -> tuple[list[Path], list[str]]:
+    """Source folders and model names the run that made ``folder`` recorded: the forge's report.json
+    (in or beside it) and ``sentinel prune``'s prune_report.json (in it)."""
+    paths, names = [], []
+    for report in (folder / "report.json", folder.parent / "report.json", folder / "prune_report.json"):
+        try:
+            data = json.loads(report.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict):
+            continue
+        config = data.get("config") if isinstance(data.get("config"), dict) else {}
+        if isinstance(data.get("source"), str) and data["source"]:
+            paths.append(Path(data["source"]))
+        names += [n for n in (data.get("model"), config.get("model")) if isinstance(n, str) and n]
+    return paths, [Path(n).name for n in names] + [p.name for p in paths]
+
+
 def front_matter(prov: Provenance, library: str, tags: Iterable[str]) -> str:
     """The ``---`` block: license, base_model, pipeline_tag, library_name, tags."""
     if library not in LIBRARIES:

@@ -7,11 +7,10 @@ imports runtime_mlx and never the other way round. No machine path is ever writt
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from runtime_mlx.card_meta import Provenance, front_matter, provenance
+from runtime_mlx.card_meta import Provenance, front_matter, provenance, recorded_sources
 from sentinel.layout import HeadLayout, is_pruned
 
 TITLES = {"mlx": " (MLX)", "transformers": "", "gguf": " (GGUF)"}
@@ -59,20 +58,11 @@ def converted_origin(source_name: str, config: Mapping[str, Any]) -> str:
     return f"Converted by `sentinel convert` from `{source_name}` ({config.get('model_type')})."
 
 
-def forge_source(out: Path) -> Optional[Path]:
-    """The source folder a forge run named in ``out/report.json`` (where its SOURCE.json is), if any."""
-    try:
-        source = json.loads((out / "report.json").read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(source) if isinstance(source, str) and source else None
-
-
 def write_model_card(path: Path, *, src: Path, config: Mapping[str, Any], layout: HeadLayout, params: int,
                      nbytes: int, dtype: str, quantize: int | None, group_size: int,
                      unquantized: list[str], prov: Optional[Provenance] = None) -> None:
     """The converter's card for a new MLX folder: front matter from the source's SOURCE.json or card."""
-    prov = provenance([src, src.parent, forge_source(src.parent)], prov)
+    prov = provenance([src, src.parent, *recorded_sources(src)[0]], prov)
     tags = ["pruned"] if is_pruned(layout) else []
     text = front_matter(prov, "mlx", tags) + "\n" + model_card_text(
         name=src.name, origin=converted_origin(src.name, config), config=config, layout=layout, params=params,

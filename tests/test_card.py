@@ -287,3 +287,21 @@ def test_gguf_card_text_parses_and_carries_the_forge_rows(forged_mlx):
     assert {"gguf", "pruned", "forged", "code", "sentinel"} <= set(card.data.tags)
     assert "# forged-f16 (GGUF)" in text and "| forged | 10.500 |" in text and "123,456 bytes" in text
     assert "llama-cli -m" in text and str(forged_mlx.parent) not in text
+
+
+def test_a_pruned_folder_finds_its_upstream_through_prune_report_and_the_catalogue(forged_mlx, tmp_path):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from runtime_mlx.card_meta import Provenance
+
+    pruned = tmp_path / "pruned"
+    shutil.copytree(forged_mlx.parent / "model", pruned)
+    (pruned / "prune_report.json").write_text(json.dumps({"model": "smollm2-135m",
+                                                          "source": str(tmp_path / "cache" / "smollm2-135m")}))
+    known = {"smollm2-135m": Provenance("HuggingFaceTB/SmolLM2-135M-Instruct", "Apache-2.0", "upstream note")}
+    text = write_card(pruned, known=known).read_text()
+    data = ModelCard.load(pruned / "README.md").data
+    assert data.base_model == ["HuggingFaceTB/SmolLM2-135M-Instruct"] and data.license == "apache-2.0"
+    assert str(tmp_path) not in text and "(upstream note)" in text
