@@ -85,3 +85,12 @@ def test_a_run_killed_during_kd_resumes_after_block_local_bit_for_bit(source, tm
 def test_a_bad_budget_is_one_error_before_anything_runs(source):
     with pytest.raises(SentinelError, match="--budget 'soon'"):
         config(source, budget="soon")
+
+
+def test_a_wall_time_budget_runs_each_phase_on_the_clock_and_the_control_matches_tokens(source, tmp_path):
+    report = ForgeRun(config(source, budget="4s", cycles=1), tmp_path / "out", progress=False).run()
+    cycle = report["cycles"][1]
+    assert cycle["plan"]["kd_seconds"] == pytest.approx(2.0) and cycle["plan"]["blocklocal_seconds_per_block"] > 0
+    assert cycle["train"]["steps"] >= 1 and cycle["train"]["seconds"] < 2.0 + 60  # stopped by the clock
+    per_step = 4 * 32
+    assert cycle["control_train"]["steps"] == cycle["train"]["steps"] + cycle["blocklocal"]["tokens"] // per_step

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -162,7 +162,10 @@ def train_blocks(student: nn.Module, teacher: nn.Module, windows: torch.Tensor, 
     rank, world = _owners(len(blocks))
     stats = []
     if cfg.steps > 0:
+        tic = time.perf_counter()
         states.fill()
+        if cfg.max_seconds is not None:  # the cache's filling comes out of the blocks' time
+            cfg = replace(cfg, max_seconds=max(0.0, cfg.max_seconds - (time.perf_counter() - tic) / len(blocks)))
         for i, block in enumerate(blocks):
             if i % world != rank:
                 continue

@@ -8,7 +8,7 @@ The budget is split evenly over the cycles; within a cycle, ``blocklocal_share``
 goes to block-local distillation (every block trains on the same windows: a step of
 ``batch`` windows counts ``batch x seq_len`` tokens once, like one pass through the
 model) and the rest to global KD. A wall-time budget gives each phase its seconds
-(block-local: per block, cache filling included) and lets the learning-rate schedule
+(block-local: per block, the teacher-state cache's filling taken out of it) and lets the learning-rate schedule
 follow the clock; a token budget gives exact step counts, so such runs repeat
 bit for bit. The unpruned control then trains, on labels, for as many tokens as the
 forged track used in that cycle. Stage 0 (the teacher) is not part of the budget.

@@ -55,8 +55,9 @@ class RecoveryPhases:
                seconds: float | None = None, curve: list | None = None, offset: int = 0):
         cfg = self.cfg.track_train(track)
         cfg.seed = self.cfg.seed + cycle  # same seed for both tracks within a stage
-        if steps is not None:
-            cfg.steps, cfg.warmup_steps = steps, warmup_steps(steps) if self.cfg.budget else cfg.warmup_steps
+        if steps is not None:  # a token budget: 10% warmup; on the clock (seconds) the configured warmup
+            cfg.steps = steps
+            cfg.warmup_steps = warmup_steps(steps) if self.cfg.budget and not seconds else cfg.warmup_steps
         per_step = cfg.batch_size * cfg.grad_accum * self.cfg.seq_len
         every = max(1, cfg.steps // self.cfg.curve_points) if self.cfg.curve_points else 0
         marks = [seconds * k / self.cfg.curve_points for k in range(1, self.cfg.curve_points + 1)] \
@@ -108,7 +109,7 @@ class RecoveryPhases:
         windows = self.splits.train[order]  # one window order for every cycle: the state cache is reused
 
         def on_block(info):
-            self.status.update(phase="train", cycle=cycle, step=info["block"] + 1, steps=info["blocks"],
+            self.status.update(phase="blocklocal", cycle=cycle, step=info["block"] + 1, steps=info["blocks"],
                                loss=info["last_loss"], message=f"block-local cycle {cycle}")
 
         folder = self.work / "teacher_states" / f"rank{distributed.state().process_index}"  # each rank its own
