@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from forge_cuda.families import family_for
 from forge_cuda.recovery.blockcache import TeacherStates
+from forge_cuda.recovery.recipe import BLOCKLOCAL_LOSS, BLOCKLOCAL_LR
 from sentinel.errors import SentinelError
 
 LOSSES = ("nmse", "cosine")
@@ -58,10 +59,10 @@ def block_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 class BlockLocalConfig:
     steps: int = 0  # optimizer steps per block (0: the refit alone)
     batch_size: int = 4
-    lr: float = 1e-4
+    lr: float = BLOCKLOCAL_LR
     warmup_steps: int = 2
     max_grad_norm: float = 1.0
-    loss: str = "nmse"
+    loss: str = BLOCKLOCAL_LOSS
     max_seconds: float | None = None  # per block, for wall-time budgets (the schedule follows the clock)
     cache_bytes: int = 2 * 2**30  # teacher states kept on disk; batches past this are recomputed
     skip_below: float = 1e-5  # a block whose first loss is this small already matches (unpruned): left alone
