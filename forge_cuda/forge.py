@@ -142,7 +142,8 @@ class ForgeRun(RecoveryPhases):
     # --- persistence -------------------------------------------------------------------------
     def _save_track(self, model, cycle: int, track: str) -> None:
         if self.main:
-            save_model(model, self.work / f"cycle_{cycle}" / track, tokenizer=self.tokenizer, force=True)
+            save_model(model, self.work / f"cycle_{cycle}" / track, tokenizer=self._data(model).tokenizer,
+                       force=True)
         distributed.wait()
 
     def _load_track(self, cycle: int, track: str):
@@ -182,8 +183,9 @@ class ForgeRun(RecoveryPhases):
         state = {"config": cfg.to_dict(), "tier": self.tier.to_dict(), "data": self.splits.stats,
                  "source": str(self.source), "device": str(self.device), "cycles": [],
                  "accepted_cycle": 0, "stopped_by_budget": False, "seconds": {}, "resumed": []}
-        if self.ood is not None:
-            state["data"]["ood"] = {"source": self.ood.source, **self.ood.stats}
+        ood = self.views["base"].ood
+        if ood is not None:
+            state["data"]["ood"] = {"source": ood.source, **ood.stats}
         self.status.update(phase="baseline", message="baseline evaluation")
         state["baseline"] = {**self._evaluate(base, "baseline"), **model_numbers(base)}
         state["baseline_ood"] = self._evaluate_ood(base, "baseline")
@@ -203,10 +205,7 @@ class ForgeRun(RecoveryPhases):
         cfg = self.cfg
         t0 = time.perf_counter()
         self.tokenizer = load_tokenizer(self.source)
-        self.splits = build_splits(cfg.domain, self.tokenizer, cfg.seq_len, seed=cfg.seed,
-                                   max_tokens={"train": cfg.train_tokens, "eval": cfg.eval_tokens,
-                                               "calibration": cfg.calib_windows * cfg.seq_len})
-        self._prepare_eval()
+        self._prepare_data()
         state = read_json(self.work / "state.json") if (self.work / "state.json").exists() else None
         if state and state["config"] != json.loads(json.dumps(cfg.to_dict())):
             raise SentinelError(f"{self.work} was started with other settings; use --force to start over")
@@ -223,6 +222,7 @@ class ForgeRun(RecoveryPhases):
             control = (self._load_track(done, "control") if done > 0 else copy.deepcopy(forged)) \
                 if cfg.control else None
             self.teacher_model = self._teacher(None)
+            self._match_teacher(forged)
             state.setdefault("resumed", []).append({"after_cycle": done,
                                                     "mid_cycle": (state.get("partial") or {}).get("cycle")})
         trained = cfg.track_train("forged").trainable
@@ -249,12 +249,14 @@ class ForgeRun(RecoveryPhases):
         """Prune one step, score it, run block-local; the row so far is saved so a kill resumes after it."""
         cfg = self.cfg
         self.status.update(phase="importance", cycle=cycle, message=f"scoring units ({cfg.prune.criterion})")
-        pruning = prune_once(forged, self.splits.calibration, cfg.prune_level, cfg.prune, seed=cfg.seed + cycle,
+        pruning = prune_once(forged, self._data(forged).splits.calibration, cfg.prune_level, cfg.prune,
+                             seed=cfg.seed + cycle, vocab=self._vocab_plan(forged, cycle),
                              on_phase=lambda p: self.status.update(phase=p, cycle=cycle),
                              cycle_progress=cycle / cfg.cycles, base=base, progress=self.progress)
         row = {"cycle": cycle, "level": cfg.prune_level * cycle / cfg.cycles, "target_params": pruning["target_params"],
                "pruning": pruning, "plan": plan, "one_shot": self._evaluate(forged, f"pruned c{cycle}"),
                "curve": {"forged": [], "control": []}}
+        self._match_teacher(forged)
         self._curve_point(row["curve"]["forged"], forged, cycle, "pruned", offset)
         self.status.update(phase="blocklocal", cycle=cycle, message=f"block-local cycle {cycle}")
         row["blocklocal"] = self._blocklocal(forged, cycle, plan)
@@ -274,6 +276,7 @@ class ForgeRun(RecoveryPhases):
         partial = state.get("partial")
         if partial and partial["cycle"] == cycle:  # killed after block-local: continue from its checkpoint
             row, forged = partial["row"], self._load_track(cycle, "blocklocal")
+            self._match_teacher(forged)
         else:
             row = self._prune_and_localise(state, cycle, forged, base, plan, done_forged)
         kd_teacher = self.teacher_model if cfg.recovery == "distill" else None
@@ -312,7 +315,8 @@ class ForgeRun(RecoveryPhases):
             return True
         if "control" not in row:
             raise SentinelError("--max-ppl-increase compares against the control run; drop --no-control")
-        return row["forged"]["ppl"] <= row["control"]["ppl"] * (1 + self.cfg.max_ppl_increase)
+        key = "ppl" if row["forged"].get("vocab_size") == row["control"].get("vocab_size") else "bpb"
+        return row["forged"][key] <= row["control"][key] * (1 + self.cfg.max_ppl_increase)  # bpb once vocabularies differ
 
     def _finish(self, state: dict) -> dict:
         from forge_cuda.report import write_report

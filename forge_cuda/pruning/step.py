@@ -187,11 +187,12 @@ def cycle_options(model: nn.Module, options: PruneOptions, head_level: float, pr
 
 def prune_once(model: nn.Module, calibration: torch.Tensor, head_level: float, options: PruneOptions,
                seed: int = 0, on_phase: Callable[[str], None] | None = None, progress: bool = True,
-               cycle_progress: float = 1.0, base: dict | None = None) -> dict:
+               cycle_progress: float = 1.0, base: dict | None = None, vocab: VocabPlan | None = None) -> dict:
     """Bring ``model`` ``cycle_progress`` of the way to the options' target and report it.
 
     ``head_level``: the final fraction of base query heads removed (explicit mode).
     ``base``: ``{"params": ..., "channels": ...}`` of the unpruned model (the fractions' reference).
+    ``vocab``: token rows removed in this step (see prune_model).
     """
     base = base or {}
     cycle = cycle_options(model, options, head_level, cycle_progress, seed)
@@ -201,7 +202,7 @@ def prune_once(model: nn.Module, calibration: torch.Tensor, head_level: float, o
     scores = from_main(score_units(model, batches, options.criterion,
                                    cycle.kinds, seed=seed, progress=progress))  # every rank prunes the same units
     report, _ = prune_model(model, batches, cycle, progress=progress, scores=scores,
-                            base_params=base.get("params"), base_channels=base.get("channels"))
+                            base_params=base.get("params"), base_channels=base.get("channels"), vocab=vocab)
     clones = 0
     if options.mitosis_rounds > 0:
         if on_phase:

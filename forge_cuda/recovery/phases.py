@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch
 
 from forge_cuda import distributed
-from forge_cuda.evaluate import perplexity, token_byte_lengths
+from forge_cuda.evaluate import perplexity
 from forge_cuda.families import family_for
 from forge_cuda.recovery.blocklocal import train_blocks
 from forge_cuda.recovery.budget import parse_budget, plan_budget
@@ -24,31 +24,67 @@ from forge_cuda.train import train_model
 
 
 class RecoveryPhases:
-    def _prepare_eval(self) -> None:
-        """Eval windows + byte table per tokenizer; the curve subset; the out-of-domain documents."""
-        from forge_cuda.data import eval_set
+    def _prepare_data(self) -> None:
+        """The base tokenizer's windows, eval windows, byte table, curve subset and out-of-domain set."""
+        from forge_cuda.track_data import base_data
 
-        cfg = self.cfg
-        self.token_bytes = token_byte_lengths(self.tokenizer)
-        self.curve_windows = self.splits.eval[:max(1, cfg.curve_eval_tokens // cfg.seq_len)]
-        ood = cfg.ood_domain if cfg.ood_domain not in (None, cfg.domain) else None
-        self.ood = eval_set(ood, self.tokenizer, cfg.seq_len, cfg.ood_eval_tokens) if ood else None
+        self.base_rows = len(self.tokenizer)
+        self.views = {"base": base_data(self.cfg, self.tokenizer)}
+        self.splits = self.views["base"].splits
+
+    def _data(self, model):
+        """The data as ``model``'s own tokenizer reads it: the base one, or the trimmed vocabulary of a
+        forged model (same documents, its own windows and byte table; built once)."""
+        from forge_cuda.pruning.defrag import model_layout
+        from forge_cuda.track_data import retokenized
+        from forge_cuda.vocab.tokenizer_files import trim_hf_tokenizer
+
+        ids = model_layout(model).vocab_ids
+        key = "base" if ids is None else "trimmed"
+        if key not in self.views:
+            self.views[key] = retokenized(self.cfg, self.views["base"], trim_hf_tokenizer(self.tokenizer, ids))
+        return self.views[key]
+
+    def _match_teacher(self, forged) -> None:
+        """A trimmed student learns from the teacher's distribution over the same kept rows: the teacher's
+        embedding and head keep those rows too (its logits there are unchanged, renormalised by the KL)."""
+        from forge_cuda.pruning.defrag import model_layout
+        from forge_cuda.vocab.surgery import restrict_vocab
+
+        teacher, ids = self.teacher_model, model_layout(forged).vocab_ids
+        if teacher is None or ids is None or model_layout(teacher).vocab_ids is not None:
+            return
+        restrict_vocab(teacher, ids)
+
+    def _vocab_plan(self, forged, cycle: int):
+        """The token rows ``--vocab`` lets go, offered to the first cycle that still has them (they are
+        free, so that cycle takes them whole); counted on the domain's train + calibration documents."""
+        from forge_cuda.pruning.command import vocab_plan
+        from forge_cuda.pruning.defrag import model_layout
+
+        if model_layout(forged).vocab_ids is not None:
+            return None
+        self.status.update(phase="importance", cycle=cycle, message=f"counting the domain's tokens ({self.cfg.domain})")
+        return vocab_plan(forged, self.tokenizer, self.cfg.domain, self.cfg.prune)
 
     def _evaluate(self, model, desc: str, windows=None) -> dict:
         self.status.update(phase="evaluate", message=desc)
-        return perplexity(model, self.splits.eval if windows is None else windows, self.cfg.eval_batch_size,
-                          desc=f"eval {desc}", progress=self.progress, token_bytes=self.token_bytes)
+        data = self._data(model)
+        return perplexity(model, data.splits.eval if windows is None else windows, self.cfg.eval_batch_size,
+                          desc=f"eval {desc}", progress=self.progress, token_bytes=data.token_bytes)
 
     def _evaluate_ood(self, model, desc: str) -> dict | None:
         """The same model on held-out English prose (``docs``): what the domain tuning costs elsewhere."""
-        if self.ood is None:
+        ood = self._data(model).ood
+        if ood is None:
             return None
-        return {**self._evaluate(model, f"{desc} ({self.ood.source})", self.ood.windows), "domain": self.ood.source,
-                "documents": len(self.ood.documents)}
+        return {**self._evaluate(model, f"{desc} ({ood.source})", ood.windows), "domain": ood.source,
+                "documents": len(ood.documents)}
 
     def _curve_point(self, curve: list, model, cycle: int, phase: str, tokens: int) -> None:
-        ev = perplexity(model, self.curve_windows, self.cfg.eval_batch_size, progress=False,
-                        token_bytes=self.token_bytes)
+        data = self._data(model)
+        ev = perplexity(model, data.curve_windows, self.cfg.eval_batch_size, progress=False,
+                        token_bytes=data.token_bytes)
         curve.append({"cycle": cycle, "phase": phase, "tokens": tokens, "bpb": ev["bpb"], "ppl": ev["ppl"]})
 
     def _train(self, model, cycle: int, track: str, teacher=None, steps: int | None = None,
@@ -78,7 +114,7 @@ class RecoveryPhases:
 
         if cfg.steps == 0:
             return model, {"steps": 0, "tokens": 0, "seconds": 0.0, "lr": cfg.lr, "trainable": cfg.trainable}
-        model, stats = train_model(model, self.splits.train, cfg, desc=f"{track} c{cycle}", on_step=on_step,
+        model, stats = train_model(model, self._data(model).splits.train, cfg, desc=f"{track} c{cycle}", on_step=on_step,
                                    progress=self.progress, tier=self.tier.name, device=self.device,
                                    teacher=teacher, max_seconds=seconds)
         stats["window_tokens"] = stats["steps"] * per_step
@@ -105,8 +141,9 @@ class RecoveryPhases:
             return {"steps": 0, "tokens": 0, "seconds": 0.0, "blocks": []}
         bl = replace(cfg.blocklocal, steps=plan["blocklocal_steps"], batch_size=cfg.train.batch_size,
                      max_seconds=plan["blocklocal_seconds_per_block"], seed=cfg.seed + cycle)
-        order = torch.randperm(len(self.splits.train), generator=torch.Generator().manual_seed(cfg.seed))
-        windows = self.splits.train[order]  # one window order for every cycle: the state cache is reused
+        train = self._data(forged).splits.train
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))
+        windows = train[order]  # one window order for every cycle: the state cache is reused
 
         def on_block(info):
             self.status.update(phase="blocklocal", cycle=cycle, step=info["block"] + 1, steps=info["blocks"],
