@@ -15,9 +15,9 @@ step "1/6 pull the embedded model"
 MODEL_DIR=$(sentinel models pull smollm2-135m)
 echo "base model: $MODEL_DIR"
 
-step "2/6 forge: keep 75% of the parameters (heads + MLP channels), 3 cycles of distillation (CPU-sized)"
+step "2/6 forge: keep 75% of the parameters (domain vocabulary + heads + MLP channels), 3 cycles of block-local + global distillation (CPU-sized)"
 sentinel forge smollm2-135m --domain code --out "$OUT/forged" --force \
-    --target-params 0.75 --criterion activation --steps 16 --batch-size 2 --seq-len 128 \
+    --target-params 0.75 --steps 16 --batch-size 2 --seq-len 128 --budget 24k \
     --train-tokens 50000 --eval-tokens 2048 --calib-windows 8
 
 step "3/6 convert the forged checkpoint to MLX (fp16)"
@@ -43,7 +43,8 @@ import json, sys
 from sentinel.verdict import verdict
 rows = json.load(open(sys.argv[1]))["rows"]
 for r in rows:
-    print(f"{r['row']:>18}: PPL {r['ppl']:8.3f}  params {r['params']:>12,}")
+    print(f"{r['row']:>18}: {r['bpb']:.4f} bits/byte (PPL {r['ppl']:8.3f}, vocabulary {r['vocab_size']:,})  "
+          f"params {r['params']:>12,}")
 print(verdict(rows))
 print("(demo-scale training: a few CPU minutes; docs/BENCHMARKS.md has longer runs)")
 PY
