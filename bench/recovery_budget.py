@@ -34,6 +34,7 @@ def _args():
     ap.add_argument("--model", default="smollm2-135m", help="model name or folder")
     ap.add_argument("--budget", default="45m", help="recovery budget of each row (wall time or tokens)")
     ap.add_argument("--target-params", type=float, default=0.75)
+    ap.add_argument("--vocab", default="domain", help="token rows kept (keep | domain | a coverage)")
     ap.add_argument("--blocklocal-share", type=float, default=0.25)
     ap.add_argument("--blocklocal-loss", default="nmse", choices=["nmse", "cosine"])
     ap.add_argument("--stage0-steps", type=int, default=64)
@@ -57,7 +58,7 @@ def _config(args, source: Path, share: float):
     from forge_cuda.train import TrainConfig
 
     return ForgeConfig(model=str(source), domain="code", prune_level=0.0,
-                       prune=PruneOptions(criterion="taylor", target_params=args.target_params),
+                       prune=PruneOptions(criterion="taylor", target_params=args.target_params, vocab=args.vocab),
                        train=TrainConfig(steps=args.stage0_steps, batch_size=args.batch_size, trainable="full",
                                          warmup_steps=max(1, args.stage0_steps // 10)),
                        blocklocal=BlockLocalConfig(loss=args.blocklocal_loss), blocklocal_share=share,
