@@ -289,8 +289,15 @@ def main() -> None:
     lines += quant_prune_section()
     lines += width_speed_section()
     lines += oneshot_width_section()
+    from vocab_tables import blocklocal_section, recovery_section, vocab_section
+
+    for section in (vocab_section, blocklocal_section, recovery_section):
+        lines += section(load, provenance, table)
     OUT.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {OUT}", file=sys.stderr)
+    from gpu_check_tables import render  # docs/GPU.md: measured on a GPU, or marked not measured
+
+    render()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,77 @@
+"""docs/BENCHMARKS.md sections for the domain vocabulary and block-local recovery, from bench/results/*.json.
+
+Kept apart from make_tables.py (which passes in its helpers so every section renders
+the same way): (j) the vocabulary alone, per model; (k) block-local distillation's loss
+at one short setting; (l) recovery at a budget, when bench/recovery_budget.py has run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+VOCAB_MODELS = ("smollm2-135m", "qwen2.5-coder-0.5b")
+
+
+def _vocab_rows(r: dict) -> list[list[str]]:
+    base = r["rows"][0]
+    out = []
+    for x in r["rows"]:
+        rel = {d: x[d]["bpb"] / base[d]["bpb"] - 1 for d in (r["domain"], r["ood"])}
+        out.append([x["row"], f"{x['params']:,}", f"{x['params'] / base['params']:.3f}", f"{x['bytes_fp16']:,}",
+                    f"{x['kept_tokens']:,}", f"{x[r['domain']]['bpb']:.4f}", f"{100 * rel[r['domain']]:+.2f}%",
+                    f"{x[r['ood']]['bpb']:.4f}", f"{100 * rel[r['ood']]:+.2f}%"])
+    return out
+
+
+def vocab_section(load: Callable, provenance: Callable, table: Callable) -> list[str]:
+    lines = ["## (j) The domain vocabulary alone (one-shot, no training)", ""]
+    found = False
+    for model in VOCAB_MODELS:
+        name = f"vocab_only_{model}.json"
+        r = load(name)
+        if r is None:
+            lines += [f"{model}: not run yet (`python bench/vocab_only.py --model {model}`).", ""]
+            continue
+        found = True
+        lines += [f"### {r['model']}", ""] + provenance(r, "vocab_only.py", name)
+        st = r["settings"]
+        lines += [f"Token ids counted on the {r['domain']} domain's train + calibration documents "
+                  f"({r['counted_tokens']:,} tokens); every row is scored on the same held-out documents with its "
+                  f"own tokenizer ({st['eval_tokens']:,} base-tokenizer tokens per domain, windows of "
+                  f"{st['seq_len']}); out of domain: `{r['ood']}`. Bits per byte compare across tokenizers; PPL "
+                  "does not.", ""]
+        lines += table(["row", "params", "x base", "fp16 bytes", "tokens kept", f"{r['domain']} bits/byte",
+                        "vs base", f"{r['ood']} bits/byte", "vs base"], _vocab_rows(r))
+    if found:
+        lines += ["Rows the domain never uses go first and cost nothing measurable on the domain; the cost "
+                  "outside it (English prose) is the out-of-domain column.", ""]
+    return lines
+
+
+def blocklocal_section(load: Callable, provenance: Callable, table: Callable) -> list[str]:
+    lines = ["## (k) Block-local distillation: normalised MSE vs cosine (SmolLM2-135M, code, short run)", ""]
+    r = load("blocklocal_loss.json")
+    if r is None:
+        return lines + ["Not run yet: `python bench/blocklocal_loss.py`.", ""]
+    lines += provenance(r, "blocklocal_loss.py", "blocklocal_loss.json")
+    st = r["settings"]
+    lines += [f"One-shot prune to {st['target_params']:g} of the parameters (taylor, layer balance, refit), then "
+              f"{st['steps']} block-local steps of {st['batch_size']} x {st['seq_len']} tokens per block; held-out "
+              f"{st['eval_tokens']:,} tokens. One short setting: it ranks the two losses, it says nothing about "
+              "a real budget (see (l)).", ""]
+    lines += table(["row", "bits/byte", "PPL", "params", "seconds"],
+                   [[x["row"], f"{x['bpb']:.4f}", f"{x['ppl']:.2f}", f"{x['params']:,}",
+                     f"{x['seconds']:.0f}" if "seconds" in x else ""] for x in r["rows"]])
+    return lines
+
+
+def recovery_section(load: Callable, provenance: Callable, table: Callable) -> list[str]:
+    lines = ["## (l) Recovery at a budget: block-local + KD vs KD alone at equal wall time", ""]
+    r = load("recovery_budget.json")
+    if r is None:
+        return lines + ["Not run yet: `python bench/recovery_budget.py --budget 45m` (about four 45-minute rows "
+                        "on a quiet 2-core machine).", ""]
+    lines += provenance(r, "recovery_budget.py", "recovery_budget.json")
+    lines += table(["row", "bits/byte", "PPL", "params"],
+                   [[x["row"], f"{x['bpb']:.4f}", f"{x['ppl']:.3f}", f"{x.get('params', 0):,}"] for x in r["rows"]])
+    return lines
