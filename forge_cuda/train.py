@@ -138,6 +138,70 @@ def _teacher_logits(teacher: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return teacher(input_ids=batch.to(next(teacher.parameters()).device)).logits.to(batch.device)
 
 
+def _accumulate(ddp_model, batches, cfg: TrainConfig, accelerator, device, teacher, use_labels: bool
+                ) -> tuple[float, int]:
+    """One optimizer step's gradients over ``cfg.grad_accum`` batches: its loss and tokens trained on."""
+    step_loss, tokens = 0.0, 0
+    for _ in range(cfg.grad_accum):
+        batch = next(batches).to(device)
+        with accelerator.autocast():
+            out = ddp_model(input_ids=batch, labels=batch if use_labels else None)
+            loss = out.loss
+            if teacher is not None:
+                loss = distill_loss(out.logits, _teacher_logits(teacher, batch), cfg.distill_temperature,
+                                    cfg.distill_alpha, out.loss, cfg.distill_top_k)
+            loss = loss / cfg.grad_accum
+        accelerator.backward(loss)
+        step_loss += loss.item()
+        tokens += batch[:, 1:].numel()
+    return step_loss, tokens
+
+
+def _prepare(peft_model, trainable: list, cfg: TrainConfig, lr: float, precision: str, device: torch.device,
+             max_seconds: float | None):
+    """Accelerator, wrapped model, AdamW and the schedule (warmup + cosine over steps, or over the clock).
+
+    accelerate does autocast, the fp16 grad scaler and, under a launcher, DDP; we place devices ourselves.
+    """
+    from transformers import get_cosine_schedule_with_warmup
+
+    accelerator = Accelerator(mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
+                              cpu=device.type == "cpu", device_placement=False)
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
+    ddp_model, optimizer = accelerator.prepare(peft_model, optimizer)
+    schedule = _time_schedule(optimizer, cfg.warmup_steps, max_seconds) if max_seconds else \
+        get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, max(cfg.steps, 1))
+    return accelerator, ddp_model, optimizer, schedule
+
+
+def _progress(step: int, steps: int, loss: float, tokens: int, elapsed: float, max_seconds: float | None,
+              lr: float, model) -> dict:
+    """What on_step and the bar see after ``step``: loss, speed, time left (on the clock or by steps)."""
+    eta = max(0.0, max_seconds - elapsed) if max_seconds else elapsed / (step + 1) * (steps - step - 1)
+    return {"step": step + 1, "steps": steps, "loss": loss, "tokens_per_s": tokens / elapsed, "eta_s": eta,
+            "lr": lr, "tokens": tokens, "model": model}
+
+
+def _unwrap(model: nn.Module, peft_model, cfg: TrainConfig, tier: str) -> nn.Module:
+    """The plain trained model, frozen: itself (full), LoRA merged into it, or NF4 deltas merged into
+    the real weights."""
+    if cfg.trainable == "full":
+        merged = model
+    elif tier == "nf4":
+        from forge_cuda.nf4 import merge_lora_into
+
+        merge_lora_into(model, peft_model)
+        merged = model
+    else:
+        merged = peft_model.merge_and_unload()
+    if cfg.gradient_checkpointing:
+        _disable_checkpointing(merged)
+    merged.eval()
+    for p in merged.parameters():
+        p.requires_grad_(False)
+    return merged
+
+
 def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc: str = "train",
                 on_step: Callable[[dict], None] | None = None, progress: bool = True,
                 tier: str = "full", device: torch.device | None = None,
@@ -150,8 +214,6 @@ def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc:
     ``tier="nf4"`` trains LoRA on a 4-bit copy on ``device`` and merges the deltas into
     ``model`` (the real weights), which may stay on the CPU.
     """
-    from transformers import get_cosine_schedule_with_warmup
-
     from forge_cuda.recovery.recipe import default_lr
 
     lr = cfg.lr if cfg.lr is not None else default_lr(cfg.trainable, "labels" if teacher is None else "distill")
@@ -162,13 +224,8 @@ def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc:
     if teacher is not None:
         teacher.eval()
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
-    # accelerate does autocast, the fp16 grad scaler and, under a launcher, DDP; we place devices ourselves.
-    accelerator = Accelerator(mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(precision, "no"),
-                              cpu=device.type == "cpu", device_placement=False)
-    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
-    ddp_model, optimizer = accelerator.prepare(peft_model, optimizer)
-    schedule = _time_schedule(optimizer, cfg.warmup_steps, max_seconds) if max_seconds else \
-        get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, max(cfg.steps, 1))
+    accelerator, ddp_model, optimizer, schedule = _prepare(peft_model, trainable, cfg, lr, precision, device,
+                                                           max_seconds)
     shard = windows[accelerator.process_index::accelerator.num_processes]  # each rank its own windows
     batches = _batches(shard, cfg.batch_size, cfg.seed)
     peft_model.train()
@@ -179,49 +236,23 @@ def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc:
     for step in bar:
         if max_seconds is not None and time.perf_counter() - start >= max_seconds:
             break
-        step_loss = 0.0
-        for _ in range(cfg.grad_accum):
-            batch = next(batches).to(device)
-            with accelerator.autocast():
-                out = ddp_model(input_ids=batch, labels=batch if use_labels else None)
-                loss = out.loss
-                if teacher is not None:
-                    loss = distill_loss(out.logits, _teacher_logits(teacher, batch), cfg.distill_temperature,
-                                        cfg.distill_alpha, out.loss, cfg.distill_top_k)
-                loss = loss / cfg.grad_accum
-            accelerator.backward(loss)
-            step_loss += loss.item()
-            tokens += batch[:, 1:].numel()
+        step_loss, step_tokens = _accumulate(ddp_model, batches, cfg, accelerator, device, teacher, use_labels)
+        tokens += step_tokens
         accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         schedule.step()
         losses.append(step_loss)
         done = step + 1
-        elapsed = time.perf_counter() - start
-        eta = max(0.0, max_seconds - elapsed) if max_seconds else elapsed / (step + 1) * (cfg.steps - step - 1)
-        info = {"step": step + 1, "steps": cfg.steps, "loss": step_loss, "tokens_per_s": tokens / elapsed,
-                "eta_s": eta, "lr": schedule.get_last_lr()[0], "tokens": tokens, "model": peft_model}
+        info = _progress(step, cfg.steps, step_loss, tokens, time.perf_counter() - start, max_seconds,
+                         schedule.get_last_lr()[0], peft_model)
         bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{info['tokens_per_s']:.0f}")
         if on_step:
             on_step(info)
     del ddp_model, optimizer
     accelerator.free_memory()
-    if cfg.trainable == "full":
-        merged = model
-    elif tier == "nf4":
-        from forge_cuda.nf4 import merge_lora_into
-
-        merge_lora_into(model, peft_model)
-        merged = model
-        del peft_model, base
-    else:
-        merged = peft_model.merge_and_unload()
-    if cfg.gradient_checkpointing:
-        _disable_checkpointing(merged)
-    merged.eval()
-    for p in merged.parameters():
-        p.requires_grad_(False)
+    merged = _unwrap(model, peft_model, cfg, tier)
+    del peft_model, base
     seconds = time.perf_counter() - start
     stats = {"steps": done, "lr": lr, "precision": precision, "tokens": tokens, "seconds": seconds,
              "tokens_per_s": tokens / seconds if seconds else math.nan,
