@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
@@ -48,6 +50,25 @@ class App:
     verbose: bool = False
     created: int = 0
     quiet_paths: tuple[str, ...] = ("/health",)  # polled by clients and tests: not logged
+    inflight: int = 0  # requests being answered (Handler counts them under ``idle``)
+    idle: threading.Condition = field(default_factory=threading.Condition)
+
+    @contextmanager
+    def request(self):
+        """Count a request from its first byte until its log line is written."""
+        with self.idle:
+            self.inflight += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.inflight -= 1
+                self.idle.notify_all()
+
+    def drain(self, timeout: float = 5.0) -> None:
+        """Wait (briefly) for requests in flight to finish and log, so "stopped" is the last line."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.inflight == 0, timeout=timeout)
 
 
 def _listener(host: str, port: int) -> ThreadingHTTPServer:
@@ -109,20 +130,23 @@ def _run(httpd, folder: Path, settings: Settings, keep_dtype: bool, verbose: boo
         print(f"serving {settings.name} on {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
         httpd.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
-        return _stopped(engine, 130)
+        return _stopped(engine, 130, getattr(httpd, "app", None))
     except SystemExit as e:  # SIGTERM: sentinel.cli turns it into SystemExit(143)
         if isinstance(e.code, int) and e.code > 128:
-            return _stopped(engine, e.code)
+            return _stopped(engine, e.code, getattr(httpd, "app", None))
         raise
     return 0
 
 
-def _stopped(engine, code: int) -> int:
-    """Tell a running generation to stop and wait (briefly) until it has let go of the model."""
+def _stopped(engine, code: int, app: "App | None" = None) -> int:
+    """Tell a running generation to stop and wait (briefly) until it has let go of the model and every
+    request in flight has written its log line."""
     if engine is not None:
         engine.stopping.set()
         if engine.lock.acquire(timeout=10):
             engine.lock.release()
+    if app is not None:
+        app.drain()
     print(f"stopped ({'SIGINT' if code == 130 else 'SIGTERM' if code == 143 else code})", file=sys.stderr,
           flush=True)
     return code

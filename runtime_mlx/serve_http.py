@@ -75,6 +75,10 @@ class Handler(BaseHTTPRequestHandler):
         return True
 
     def _guarded(self, method) -> None:
+        with self.server.app.request():  # counted until the log line is written (App.drain waits at a stop)
+            self._handle(method)
+
+    def _handle(self, method) -> None:
         self.note, self.code = "", "-"
         try:
             if not self._foreign_origin():

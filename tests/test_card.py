@@ -298,6 +298,8 @@ def test_a_pruned_folder_finds_its_upstream_through_prune_report_and_the_catalog
 
     pruned = tmp_path / "pruned"
     shutil.copytree(forged_mlx.parent / "model", pruned)
+    for earlier in ("README.md", "SOURCE.json"):  # a card another test wrote there would answer first
+        (pruned / earlier).unlink(missing_ok=True)
     (pruned / "prune_report.json").write_text(json.dumps({"model": "smollm2-135m",
                                                           "source": str(tmp_path / "cache" / "smollm2-135m")}))
     known = {"smollm2-135m": Provenance("HuggingFaceTB/SmolLM2-135M-Instruct", "Apache-2.0", "upstream note")}

@@ -58,7 +58,8 @@ _OPTIONS = [
     click.option("--vocab", default=DEFAULT_VOCAB, show_default=True,
                   help="Token rows to keep: domain (every token the domain's train + calibration text uses), "
                        "keep (the whole vocabulary), or a minimum coverage of those tokens such as 0.999. "
-                       "Removed rows count toward the size target first; the tokenizer is trimmed to match."),
+                       "Removed rows count toward the size target first; the tokenizer is trimmed to match "
+                       "[default: keep with --keep-vision]."),
 ]
 
 
@@ -147,6 +148,10 @@ def pruning_options(*extra):
 
     def build(**values):
         more = {n: values.pop(n) for n in names}
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None and ctx.params.get("keep_vision") \
+                and ctx.get_parameter_source("vocab") == click.core.ParameterSource.DEFAULT:
+            values["vocab"] = "keep"  # a kept vision tower refers to ids of the whole vocabulary
         return PruningFlags(**values, extra=more)
     return option_group("pruning", _OPTIONS + list(extra), build)
 
