@@ -8,15 +8,13 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-import forge_cuda.recovery.phases as phases_mod
 from forge_cuda.forge import ForgeConfig, ForgeRun
 from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.recovery.blocklocal import BlockLocalConfig
 from forge_cuda.train import TrainConfig
+from forge_kill import killed_at, same_weights
 from tiny_vocab import VOCAB, chat_tokenizer, vocab_model
 
 
@@ -68,19 +66,8 @@ def test_the_forge_trims_the_vocabulary_once_and_ships_a_matching_tokenizer(sour
 
 def test_a_run_killed_after_the_trim_resumes_bit_for_bit(source, domain, tmp_path, monkeypatch):
     straight = ForgeRun(config(source, domain), tmp_path / "straight", progress=False).run()
-    real = phases_mod.train_model
-
-    def killed_in_cycle_2_kd(model, windows, cfg, desc="train", **kw):
-        if desc == "forged c2":
-            raise KeyboardInterrupt("simulated kill")
-        return real(model, windows, cfg, desc=desc, **kw)
-
-    monkeypatch.setattr(phases_mod, "train_model", killed_in_cycle_2_kd)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at(monkeypatch, "forged c2"), pytest.raises(KeyboardInterrupt):
         ForgeRun(config(source, domain), tmp_path / "resumed", progress=False).run()
-    monkeypatch.setattr(phases_mod, "train_model", real)
     resumed = ForgeRun(config(source, domain), tmp_path / "resumed", resume=True, progress=False).run()
-    a = load_file(str(next((tmp_path / "straight" / "model").glob("*.safetensors"))))
-    b = load_file(str(next((tmp_path / "resumed" / "model").glob("*.safetensors"))))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert same_weights(tmp_path / "straight" / "model", tmp_path / "resumed" / "model")
     assert [r["bpb"] for r in resumed["rows"]] == [r["bpb"] for r in straight["rows"]]

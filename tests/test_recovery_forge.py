@@ -4,15 +4,13 @@ curves for both tracks, and a run killed mid-cycle (after block-local, during KD
 import json
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-import forge_cuda.recovery.phases as phases_mod
 from forge_cuda.forge import ForgeConfig, ForgeRun
 from forge_cuda.pruning.options import PruneOptions
 from forge_cuda.recovery.blocklocal import BlockLocalConfig
 from forge_cuda.train import TrainConfig
 from sentinel.errors import SentinelError
+from forge_kill import killed_at, same_weights
 from tiny import tiny_model
 from tiny_tokenizer import save_tiny_checkpoint, tiny_tokenizer
 
@@ -31,10 +29,6 @@ def config(source, **overrides) -> ForgeConfig:
                 prune=PruneOptions(criterion="taylor"))
     base.update(overrides)
     return ForgeConfig(**base)
-
-
-def weights(folder):
-    return load_file(str(next(folder.glob("*.safetensors"))))
 
 
 def test_budget_sizes_the_phases_and_the_report_has_bpb_curves_and_ood(source, tmp_path):
@@ -59,24 +53,14 @@ def test_budget_sizes_the_phases_and_the_report_has_bpb_curves_and_ood(source, t
 def test_a_run_killed_during_kd_resumes_after_block_local_bit_for_bit(source, tmp_path, monkeypatch):
     straight = ForgeRun(config(source), tmp_path / "straight", progress=False).run()
 
-    real = phases_mod.train_model
-
-    def killed_in_cycle_2_kd(model, windows, cfg, desc="train", **kw):
-        if desc == "forged c2":
-            raise KeyboardInterrupt("simulated kill")
-        return real(model, windows, cfg, desc=desc, **kw)
-
-    monkeypatch.setattr(phases_mod, "train_model", killed_in_cycle_2_kd)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at(monkeypatch, "forged c2"), pytest.raises(KeyboardInterrupt):
         ForgeRun(config(source), tmp_path / "resumed", progress=False).run()
     state = json.loads((tmp_path / "resumed.partial" / "state.json").read_text())
     assert state["completed_cycle"] == 1 and state["partial"]["cycle"] == 2
     assert (tmp_path / "resumed.partial" / "cycle_2" / "blocklocal").is_dir()
 
-    monkeypatch.setattr(phases_mod, "train_model", real)
     resumed = ForgeRun(config(source), tmp_path / "resumed", resume=True, progress=False).run()
-    a, b = weights(tmp_path / "straight" / "model"), weights(tmp_path / "resumed" / "model")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert same_weights(tmp_path / "straight" / "model", tmp_path / "resumed" / "model")
     assert [r["bpb"] for r in resumed["rows"]] == [r["bpb"] for r in straight["rows"]]
     assert resumed["cycles"][2]["curve"] == straight["cycles"][2]["curve"]
     assert resumed["resumed"] == [{"after_cycle": 1, "mid_cycle": 2}]
