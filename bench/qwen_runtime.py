@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,19 +19,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, run_facts  # noqa: E402
+from bench.common import RESULTS, run_facts, sentinel as run_cli  # noqa: E402
 from bench.planner_error import check  # noqa: E402
 
 NAME = "qwen2.5-coder-0.5b"
 
 
 def sentinel(*args: str) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "sentinel.cli", *args], capture_output=True, text=True,
-                          env=os.environ.copy())
-    if proc.returncode != 0:
-        raise SystemExit(f"sentinel {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
-    return round(time.perf_counter() - t0, 1), proc.stdout
+    seconds, stdout = run_cli(*args)
+    return round(seconds, 1), stdout
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ bench/make_tables.py passes in its own helpers so both render the same way.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 
@@ -43,7 +44,8 @@ def qwen_section(load: Callable, provenance: Callable, table: Callable) -> list[
              f"{r['relative_error']:+.2%}", f"{r['above_weights_relative_error']:+.1%}"] for r in p["rows"]])
     if forge is not None:
         lines += provenance(forge, "qwen_forge.py", "qwen_forge.json")
-        lines += [f"Command: `{' '.join(forge['command'])}` ({forge['wall_seconds'] / 60:.1f} min wall).", ""]
+        command = [Path(a).name if prev == "--out" else a for prev, a in zip([""] + forge["command"], forge["command"])]
+        lines += [f"Command: `{' '.join(command)}` ({forge['wall_seconds'] / 60:.1f} min wall).", ""]
         lines += table(["row", "PPL", "params", "query heads", "KV heads", "MLP channels"], [
             [r["row"], f"{r['ppl']:.3f}", f"{r['params']:,}", str(r.get("q_heads_total")),
              str(r.get("kv_heads_total")), f"{r.get('mlp_channels_total') or 0:,}"] for r in forge["rows"]])

@@ -24,8 +24,6 @@ Each reply is compared with torch's (text, ids, first differing token) and check
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,19 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import RESULTS, run_facts  # noqa: E402
+from bench.common import RESULTS, run_facts, sentinel  # noqa: E402
 
 PROMPT = "Write a Python function that reverses a string."
-
-
-def sentinel(*args: str) -> tuple[float, str]:
-    """Run the real CLI; (wall seconds, stdout)."""
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "sentinel.cli", *args], capture_output=True, text=True,
-                          env=os.environ.copy())
-    if proc.returncode != 0:
-        raise SystemExit(f"sentinel {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
-    return time.perf_counter() - t0, proc.stdout
 
 
 def first_difference(a: list[int], b: list[int]) -> int | None:
