@@ -43,7 +43,7 @@ from forge_cuda.recovery.recipe import default_lr
 from forge_cuda.report import plural
 from forge_cuda.run_facts import model_numbers, pick_device
 from forge_cuda.pruning.options import PruneOptions
-from forge_cuda.pruning.step import default_cycles, prune_once
+from forge_cuda.pruning.step import prune_once
 from forge_cuda.status import Status
 from forge_cuda.tiers import choose_tier
 from forge_cuda.train import TrainConfig
@@ -58,7 +58,7 @@ class ForgeConfig:
     model: str
     domain: str = "code"
     prune_level: float = 0.33
-    cycles: int | None = None  # None: 2 for head levels, else one cycle per <= max_step_params of the base
+    cycles: int | None = None  # None: 2 for head levels, else one per <= max_step_params of heads + channels
     max_step_params: float = 0.10
     recovery: str = "distill"
     max_ppl_increase: float | None = None  # e.g. 0.02: stop once forged > control * 1.02
@@ -85,9 +85,8 @@ class ForgeConfig:
     def __post_init__(self):
         if self.recovery not in RECOVERIES:
             raise SentinelError(f"unknown recovery {self.recovery!r}; choose from {', '.join(RECOVERIES)}")
-        if self.cycles is None:
-            target = self.prune.target_params
-            self.cycles = default_cycles(target, self.max_step_params) if target is not None else 2
+        if self.cycles is None and self.prune.target_params is None:
+            self.cycles = 2  # with a size target ForgeRun counts them, once it knows the free vocabulary rows
         if self.budget is not None:
             parse_budget(self.budget)  # one error line now, not after stage 0
 
@@ -225,13 +224,15 @@ class ForgeRun(RecoveryPhases):
             self._match_teacher(forged)
             state.setdefault("resumed", []).append({"after_cycle": done,
                                                     "mid_cycle": (state.get("partial") or {}).get("cycle")})
+        self.cycles = self._schedule(state, forged)
         trained = cfg.track_train("forged").trainable
         print(f"tier: {self.tier.name} ({self.tier.reason}); recovery: {cfg.recovery}, "
               f"{'LoRA adapters' if trained == 'lora' else 'all parameters'} trained; "
-              f"{plural(cfg.cycles, 'cycle')}" + (f"; budget {parse_budget(cfg.budget).describe()}"
+              f"{plural(self.cycles, 'cycle')}" + (f"; budget {parse_budget(cfg.budget).describe()}"
                                                    if cfg.budget else ""))
-        base = {"params": state["baseline"]["params"], "channels": state["baseline"]["mlp_channels_total"]}
-        for cycle in range(state["completed_cycle"] + 1, cfg.cycles + 1):
+        base = {"params": state["baseline"]["params"], "channels": state["baseline"]["mlp_channels_total"],
+                "free": state["schedule"]["free"]}
+        for cycle in range(state["completed_cycle"] + 1, self.cycles + 1):
             if state["stopped_by_budget"]:
                 break
             forged, control = self._cycle(state, cycle, forged, control, base)
@@ -252,8 +253,8 @@ class ForgeRun(RecoveryPhases):
         pruning = prune_once(forged, self._data(forged).splits.calibration, cfg.prune_level, cfg.prune,
                              seed=cfg.seed + cycle, vocab=self._vocab_plan(forged, cycle),
                              on_phase=lambda p: self.status.update(phase=p, cycle=cycle),
-                             cycle_progress=cycle / cfg.cycles, base=base, progress=self.progress)
-        row = {"cycle": cycle, "level": cfg.prune_level * cycle / cfg.cycles, "target_params": pruning["target_params"],
+                             cycle_progress=cycle / self.cycles, base=base, progress=self.progress)
+        row = {"cycle": cycle, "level": cfg.prune_level * cycle / self.cycles, "target_params": pruning["target_params"],
                "pruning": pruning, "plan": plan, "one_shot": self._evaluate(forged, f"pruned c{cycle}"),
                "curve": {"forged": [], "control": []}}
         self._match_teacher(forged)
@@ -295,7 +296,7 @@ class ForgeRun(RecoveryPhases):
             row["control"] = {**self._evaluate(control, f"control c{cycle}"), **model_numbers(control)}
         state["cycles"].append(row)
         state.pop("partial", None)
-        print(f"cycle {cycle}/{cfg.cycles}: {row['pruning']['layout_summary']}; params {row['forged']['params']:,}; "
+        print(f"cycle {cycle}/{self.cycles}: {row['pruning']['layout_summary']}; params {row['forged']['params']:,}; "
               f"bpb pruned {row['one_shot']['bpb']:.4f} -> recovered {row['forged']['bpb']:.4f}"
               + (f", control {row['control']['bpb']:.4f}" if "control" in row else ""))
         self.status.update(phase="save", cycle=cycle, message="saving cycle checkpoint")

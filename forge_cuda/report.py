@@ -101,7 +101,7 @@ def _intro(report: dict) -> list[str]:
     return [f"# Forge report: {Path(report['source']).name} on `{cfg['domain']}`", "",
             f"Device: {report['device']['device']} ({report['device']['machine']}); tier: "
             f"{report['tier']['name']} ({report['tier']['reason']}); criterion `{cfg['prune']['criterion']}`, "
-            f"{_goal(cfg)} over {plural(cfg['cycles'], 'cycle')}, {budget}; recovery `{cfg.get('recovery', 'lora')}` "
+            f"{_goal(cfg)} over {plural(report.get('schedule', cfg)['cycles'], 'cycle')}, {budget}; recovery `{cfg.get('recovery', 'lora')}` "
             f"({'LoRA adapters' if trained == 'lora' else 'all parameters'} trained).", "",
             f"Held-out eval: {ev['tokens']:,} tokens in {plural(ev['windows'], 'window')} of {data['seq_len']} "
             f"from {plural(ev['documents'], 'document')} never used for training or calibration (split by "

@@ -145,7 +145,7 @@ def test_size_target_prunes_channels_and_heads_gradually_with_distillation(sourc
                  prune=PruneOptions(criterion="activation", target_params=0.75),
                  train=TrainConfig(steps=3, batch_size=4, lr=1e-3, warmup_steps=1, trainable="full"))
     report = ForgeRun(cfg, tmp_path / "out", progress=False).run()
-    assert report["config"]["cycles"] == 3
+    assert report["config"]["cycles"] is None and report["schedule"] == {"cycles": 3, "free": 0.0}
     baseline, control, forged = report["rows"]
     base = baseline["params"]
     group = 12 * 192  # channel group of the tiny model (96 // 8) x parameters per channel

@@ -71,3 +71,21 @@ def test_a_run_killed_after_the_trim_resumes_bit_for_bit(source, domain, tmp_pat
     resumed = ForgeRun(config(source, domain), tmp_path / "resumed", resume=True, progress=False).run()
     assert same_weights(tmp_path / "straight" / "model", tmp_path / "resumed" / "model")
     assert [r["bpb"] for r in resumed["rows"]] == [r["bpb"] for r in straight["rows"]]
+
+
+def test_free_rows_pace_no_cycle(source, domain, tmp_path):
+    """Without --cycles, only heads and channels count toward the per-cycle step: the free rows go whole
+    in cycle 1 on top of its share, and every cycle cuts heads or channels (none is a vocabulary-only cycle)."""
+    from forge_cuda.pruning.step import default_cycles
+
+    report = ForgeRun(config(source, domain, cycles=None, max_step_params=0.05), tmp_path / "out",
+                      progress=False).run()
+    base = report["baseline"]["params"]
+    free = report["cycles"][1]["pruning"]["vocab"]["removed_params"] / base
+    cycles = default_cycles(0.8, 0.05, free)
+    assert report["schedule"] == {"cycles": cycles, "free": free} and free > 0 and cycles > 1
+    for c in report["cycles"][1:]:
+        k = c["cycle"]
+        assert c["target_params"] == pytest.approx(1 - free - (1 - free - 0.8) * k / cycles)
+        cut = c["pruning"]["mlp_channels"]["removed"] + c["pruning"]["query_heads"]["removed"]
+        assert cut > 0

@@ -160,9 +160,11 @@ def prune_model(model: nn.Module, batches: Iterable, options: PruneOptions, prog
 
 
 # --- a forge cycle ---------------------------------------------------------------------------------
-def default_cycles(target_params: float, max_step: float = 0.10) -> int:
-    """Cycles needed so no cycle removes more than ``max_step`` of the base parameters."""
-    return max(1, math.ceil(round((1.0 - target_params) / max_step, 9)))
+def default_cycles(target_params: float, max_step: float = 0.10, free: float = 0.0) -> int:
+    """Cycles needed so no cycle removes more than ``max_step`` of the base parameters in heads and
+    channels; ``free`` (fraction of the base) is what the vocabulary policy gives away, which costs
+    the domain nothing and so paces no cycle."""
+    return max(1, math.ceil(round((1.0 - free - target_params) / max_step, 9)))
 
 
 def step_fraction(model: nn.Module, level: float) -> float:
@@ -175,11 +177,15 @@ def step_fraction(model: nn.Module, level: float) -> float:
 
 
 def cycle_options(model: nn.Module, options: PruneOptions, head_level: float, progress: float,
-                  seed: int) -> PruneOptions:
-    """The one-shot options for a cycle ``progress`` (k/n) of the way to the final target or levels."""
+                  seed: int, free: float = 0.0) -> PruneOptions:
+    """The one-shot options for a cycle ``progress`` (k/n) of the way to the final target or levels.
+
+    ``free``: the fraction of the base the vocabulary policy removes (taken whole by the first
+    cycle); a size target then paces only the heads and channels that remain to be cut."""
     common = dict(seed=seed, mitosis_rounds=0)  # mitosis runs after the step (prune_once), not inside it
     if options.target_params is not None:
-        keep = 1.0 - (1.0 - options.target_params) * progress
+        start = 1.0 - free
+        keep = start - max(0.0, start - options.target_params) * progress
         return dataclasses.replace(options, level=0.0, target_params=keep, normalize="none", **common)
     return dataclasses.replace(options, level=step_fraction(model, head_level * progress),
                                mlp_level=options.mlp_level * progress, **common)
@@ -191,11 +197,12 @@ def prune_once(model: nn.Module, calibration: torch.Tensor, head_level: float, o
     """Bring ``model`` ``cycle_progress`` of the way to the options' target and report it.
 
     ``head_level``: the final fraction of base query heads removed (explicit mode).
-    ``base``: ``{"params": ..., "channels": ...}`` of the unpruned model (the fractions' reference).
+    ``base``: ``{"params": ..., "channels": ..., "free": ...}`` of the unpruned model (the fractions'
+    reference; ``free``: the fraction the vocabulary policy removes, see cycle_options).
     ``vocab``: token rows removed in this step (see prune_model).
     """
     base = base or {}
-    cycle = cycle_options(model, options, head_level, cycle_progress, seed)
+    cycle = cycle_options(model, options, head_level, cycle_progress, seed, free=base.get("free", 0.0))
     if on_phase:
         on_phase("importance")
     batches = calibration.split(options.batch_size)

@@ -56,6 +56,22 @@ class RecoveryPhases:
             return
         restrict_vocab(teacher, ids)
 
+    def _schedule(self, state: dict, forged) -> int:
+        """The cycle count and the base fraction the vocabulary gives away up front, decided once (kept in
+        the state): free rows go whole in cycle 1, so only heads and channels pace the cycles."""
+        from forge_cuda.pruning.step import default_cycles
+
+        cfg = self.cfg
+        if "schedule" not in state:
+            target, free = cfg.prune.target_params, 0.0
+            if target is not None:
+                self._first_vocab = self._vocab_plan(forged, 1)
+                free = self._first_vocab.removed_params / state["baseline"]["params"] if self._first_vocab else 0.0
+            cycles = cfg.cycles or default_cycles(target, cfg.max_step_params, free)
+            state["schedule"] = {"cycles": cycles, "free": free}
+        self.status.update(cycles=state["schedule"]["cycles"])
+        return state["schedule"]["cycles"]
+
     def _vocab_plan(self, forged, cycle: int):
         """The token rows ``--vocab`` lets go, offered to the first cycle that still has them (they are
         free, so that cycle takes them whole); counted on the domain's train + calibration documents."""
@@ -64,6 +80,9 @@ class RecoveryPhases:
 
         if model_layout(forged).vocab_ids is not None:
             return None
+        counted, self._first_vocab = getattr(self, "_first_vocab", None), None
+        if counted is not None:  # counted by _schedule
+            return counted
         self.status.update(phase="importance", cycle=cycle, message=f"counting the domain's tokens ({self.cfg.domain})")
         return vocab_plan(forged, self.tokenizer, self.cfg.domain, self.cfg.prune)
 
@@ -129,7 +148,7 @@ class RecoveryPhases:
         share = cfg.blocklocal_share if self.tier.name != "nf4" else 0.0
         teacher = self.teacher_model
         blocks = len(family_for(teacher.config.model_type).decoder_layers(teacher)) if teacher is not None else 1
-        plan = plan_budget(parse_budget(cfg.budget), cfg.cycles, cfg.train.batch_size * cfg.train.grad_accum *
+        plan = plan_budget(parse_budget(cfg.budget), self.cycles, cfg.train.batch_size * cfg.train.grad_accum *
                            cfg.seq_len, share if teacher is not None else 0.0, blocks,
                            blocklocal_tokens_per_step=cfg.train.batch_size * cfg.seq_len)
         return plan[cycle - 1].to_dict()
