@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import RESULTS, run_facts  # noqa: E402
 
-FORMATS = {"fp16": None, "q8": 8, "q4": 4}
+FORMATS = {"fp16": None, "q8": 8, "q6": 6, "q4": 4}  # --formats picks; bench/bytes_vs_bpb.py uses q6 too
 GROUP_SIZE = 64
 _FP16 = "MLX CPU backend; fp16 folders compute in float32 (runtime_mlx's CPU default); quantized folders "
 QUANT_NOTES = {

@@ -4,8 +4,8 @@ Rows: baseline (untuned base), stage 0 (the teacher: --stage0-steps full-paramet
 control at equal wall time (the teacher trained on labels for --budget), and two forges to
 --target-params, each given the same --budget of recovery: "forged KD only" (block-local share 0)
 and "forged block-local + KD" (share --blocklocal-share). Each forge is `sentinel forge`'s own
-ForgeRun (so the bench measures the product), with its in-run control (the same recovery tokens
-on labels) reported beside it. Every row is scored on the same held-out documents: bits per
+ForgeRun (so the bench measures the product); with --in-run-control each also trains its own
+control (the same recovery tokens on labels), reported beside it. Every row is scored on the same held-out documents: bits per
 byte and PPL, plus an out-of-domain (docs) row; curves (bpb against recovery tokens) come from
 the forge reports. Resumable: finished forges are read back from their report.json, an
 interrupted one continues with ForgeRun's --resume; results go to bench/results/recovery_budget.json
@@ -45,6 +45,9 @@ def _args():
     ap.add_argument("--calib-windows", type=int, default=16)
     ap.add_argument("--curve-points", type=int, default=6, help="curve evaluations per recovery phase")
     ap.add_argument("--curve-eval-tokens", type=int, default=4096)
+    ap.add_argument("--in-run-control", action="store_true",
+                    help="also train each forge's own control (same tokens on labels); the equal-wall-time "
+                         "control row is always trained")
     ap.add_argument("--work", type=Path, default=None, help="forge outputs [default: $SENTINEL_HOME/bench/...]")
     ap.add_argument("--out", type=Path, default=RESULTS / "recovery_budget.json")
     ap.add_argument("--resume", action="store_true")
@@ -64,7 +67,8 @@ def _config(args, source: Path, share: float):
                        blocklocal=BlockLocalConfig(loss=args.blocklocal_loss), blocklocal_share=share,
                        budget=args.budget, seq_len=args.seq_len, train_tokens=args.train_tokens,
                        eval_tokens=args.eval_tokens, calib_windows=args.calib_windows,
-                       curve_points=args.curve_points, curve_eval_tokens=args.curve_eval_tokens, keep_teacher=True)
+                       curve_points=args.curve_points, curve_eval_tokens=args.curve_eval_tokens, keep_teacher=True,
+                       control=args.in_run_control)
 
 
 def _forge(args, source: Path, folder: Path, share: float) -> dict:
@@ -151,7 +155,8 @@ def main() -> None:
             have |= {"baseline", "stage 0 (teacher)"}
         curve = [p for c in report["cycles"][1:] for p in c["curve"]["forged"]]
         control_curve = [p for c in report["cycles"][1:] for p in c["curve"]["control"]]
-        add(_row(f"{name}: control (same tokens)", rows["unpruned control"], curve=control_curve))
+        if "unpruned control" in rows:
+            add(_row(f"{name}: control (same tokens)", rows["unpruned control"], curve=control_curve))
         add(_row(name, rows["forged"], recovery_seconds=_recovery_seconds(report), curve=curve,
                  recovery_tokens=curve[-1]["tokens"] if curve else 0, blocklocal_share=share,
                  ood=report["ood_rows"][1] if report["ood_rows"] else None,

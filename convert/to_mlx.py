@@ -29,7 +29,7 @@ from sentinel.paths import mlx_dir
 from sentinel.validate import check_config, check_tokenizer_files
 
 DTYPES = {"float16": mx.float16, "bfloat16": mx.bfloat16, "float32": mx.float32}
-BITS = (4, 8)
+BITS = (4, 6, 8)  # MLX affine quantization (mx.quantize) at these bits
 GROUP_SIZES = (32, 64, 128)
 MAX_SHARD_BYTES = 5 << 30  # mlx-lm's MAX_FILE_SIZE_GB
 SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",

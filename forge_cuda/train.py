@@ -231,7 +231,8 @@ def train_model(model: nn.Module, windows: torch.Tensor, cfg: TrainConfig, desc:
     peft_model.train()
     losses, tokens, start = [], 0, time.perf_counter()
     use_labels = teacher is None or cfg.distill_alpha < 1.0
-    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(cfg.steps), desc=desc, disable=not progress, leave=False,
+               total=float("inf") if max_seconds else None)  # on the clock the step cap is no ETA
     done = 0
     for step in bar:
         if max_seconds is not None and time.perf_counter() - start >= max_seconds:

@@ -130,7 +130,7 @@ def test_disk_full(tmp_path, checkpoint, monkeypatch):
 
 def test_bad_options(tmp_path, checkpoint):
     out = tmp_path / "out"
-    with pytest.raises(SentinelError, match="--quantize must be one of 4, 8"):
+    with pytest.raises(SentinelError, match="--quantize must be one of 4, 6, 8"):
         convert_to_mlx(checkpoint, out, quantize=3)
     with pytest.raises(SentinelError, match="unsupported dtype 'int8'"):
         convert_to_mlx(checkpoint, out, dtype="int8")

@@ -94,7 +94,8 @@ def _train_block(block: nn.Module, states: TeacherStates, i: int, cfg: BlockLoca
     cuda = params[0].device.type == "cuda"
     losses, start = [], time.perf_counter()
     block.train()
-    bar = tqdm(range(cfg.steps), desc=f"block {i}", disable=not progress, leave=False)
+    bar = tqdm(range(cfg.steps), desc=f"block {i}", disable=not progress, leave=False,
+               total=float("inf") if cfg.max_seconds else None)
     for step in bar:
         elapsed = time.perf_counter() - start
         if cfg.max_seconds is not None and elapsed >= cfg.max_seconds:
