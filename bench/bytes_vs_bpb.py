@@ -17,7 +17,7 @@ A row is on the Pareto front when no other row has fewer-or-equal bytes and
 lower-or-equal bpb (strictly better in one). Resumable: rows already in --out with
 the same settings are kept and skipped.
 
-    W=${SENTINEL_HOME:-~/.cache/sentinel}/bench/recovery_budget   # bench/recovery_budget.py's forges
+    W=${SENTINEL_HOME:-$HOME/.cache/sentinel}/bench/recovery_budget   # bench/recovery_budget.py's forges
     python bench/bytes_vs_bpb.py --base smollm2-135m --forged "forged KD only=$W/forged_KD_only/model" \
         --forged "forged block-local + KD=$W/forged_block-local_and_KD/model"
     python bench/bytes_vs_bpb.py --base /tmp/tiny --forged small=/tmp/tiny-forged --settings /tmp/s.json \

@@ -119,7 +119,8 @@ def load_tokenizer(path: str | Path):
     """The folder's tokenizer; a vocabulary-trimmed folder (layout v3) must carry the trimmed one."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(Path(path))
+    # the tokenizer is a standard one: never run (or ask about) the folder's modelling code for it
+    tokenizer = AutoTokenizer.from_pretrained(Path(path), trust_remote_code=False)
     raw = read_config(Path(path))
     cfg = text_config(raw)
     if (raw.get("sentinel_layout") or cfg.get("sentinel_layout") or {}).get("vocab_ids") is not None \
