@@ -53,6 +53,26 @@ def qwen_section(load: Callable, provenance: Callable, table: Callable) -> list[
             lines.append(f"- cycle {c['cycle']} (target {c['target_params']:g}): {c['layout']}; one-shot PPL "
                          f"{c['one_shot_ppl']:,.1f}, after recovery {c['forged_ppl']:,.1f} (control {c['control_ppl']:.3f})")
         lines.append("")
-    else:
-        lines += ["Forge row not run yet: `python bench/qwen_forge.py`.", ""]
-    return lines
+    return lines + _vocab_forge(load("qwen_forge_vocab.json"), provenance, table)
+
+
+def _vocab_forge(forge: dict | None, provenance: Callable, table: Callable) -> list[str]:
+    """The domain-vocabulary forge to 0.65 (bits per byte: the forged tokenizer is smaller)."""
+    lines = ["### Qwen2.5-Coder-0.5B forged to 0.65 with the domain vocabulary", ""]
+    if forge is None:
+        return lines + ["Not run yet: `python bench/qwen_forge.py`.", ""]
+    lines += provenance(forge, "qwen_forge.py", "qwen_forge_vocab.json")
+    command = [Path(a).name if prev == "--out" else a for prev, a in zip([""] + forge["command"], forge["command"])]
+    lines += [f"Command: `{' '.join(command)}` ({forge['wall_seconds'] / 60:.1f} min wall).", ""]
+    rows = {r["row"]: r for r in forge["rows"]}
+    control = rows.get("unpruned control")
+    ood = {r["row"]: r for r in forge.get("ood_rows") or []}
+    lines += table(["row", "bits/byte", "x control", "PPL", "docs bits/byte", "params", "vocabulary"], [
+        [r["row"], f"{r['bpb']:.4f}", f"{r['bpb'] / control['bpb']:.3f}" if control else "", f"{r['ppl']:.3f}",
+         f"{ood[r['row']]['bpb']:.4f}" if r["row"] in ood else "", f"{r['params']:,}", f"{r.get('vocab_size') or 0:,}"]
+        for r in forge["rows"]])
+    for c in forge.get("cycles", []):
+        lines.append(f"- cycle {c['cycle']} (target {c['target_params']:.4f}): {c['layout']}; bits/byte one-shot "
+                     f"{c['one_shot_bpb']:.4f}, after recovery {c['forged_bpb']:.4f}"
+                     + (f" (control {c['control_bpb']:.4f})" if c.get("control_bpb") else ""))
+    return lines + [""]
