@@ -34,7 +34,8 @@ _SCHEDULE = [
                  help="Prune/recover cycles [default: enough that no cycle removes more than --max-step-params; "
                       "2 with explicit levels]."),
     click.option("--max-step-params", type=click.FloatRange(0, 1, min_open=True), default=0.10, show_default=True,
-                 help="Largest fraction of the base parameters one cycle removes (sets the default --cycles)."),
+                 help="Largest fraction of the base parameters one cycle removes in heads and MLP channels "
+                      "(sets the default --cycles; free vocabulary rows do not count)."),
     click.option("--recovery", type=click.Choice(["distill", "lora"]), default="distill", show_default=True,
                  help="distill: match the unpruned domain-tuned teacher's logits (KL); lora: LoRA on labels."),
     click.option("--max-ppl-increase", default=None,
