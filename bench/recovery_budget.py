@@ -12,6 +12,7 @@ interrupted one continues with ForgeRun's --resume; results go to bench/results/
 after every row.
 
     python bench/recovery_budget.py [--budget 45m] [--target-params 0.75] [--resume]
+    python bench/recovery_budget.py --vocab keep --kd-only --out bench/results/recovery_budget_keep.json
     python bench/recovery_budget.py --model <tiny folder> --budget 2k ...   # a smoke run
 """
 
@@ -45,10 +46,13 @@ def _args():
     ap.add_argument("--calib-windows", type=int, default=16)
     ap.add_argument("--curve-points", type=int, default=6, help="curve evaluations per recovery phase")
     ap.add_argument("--curve-eval-tokens", type=int, default=4096)
+    ap.add_argument("--kd-only", action="store_true",
+                    help="only the KD-only forge (no block-local row, no equal-wall-time control): e.g. the same "
+                         "forge with --vocab keep, written to its own --out")
     ap.add_argument("--in-run-control", action="store_true",
                     help="also train each forge's own control (same tokens on labels); the equal-wall-time "
                          "control row is always trained")
-    ap.add_argument("--work", type=Path, default=None, help="forge outputs [default: $SENTINEL_HOME/bench/...]")
+    ap.add_argument("--work", type=Path, default=None, help="forge outputs [default: $SENTINEL_HOME/bench/<--out name>]")
     ap.add_argument("--out", type=Path, default=RESULTS / "recovery_budget.json")
     ap.add_argument("--resume", action="store_true")
     return ap.parse_args()
@@ -128,7 +132,7 @@ def main() -> None:
     from sentinel.paths import cache_root
 
     source = resolve_model(args.model)
-    work = args.work or cache_root() / "bench" / "recovery_budget"
+    work = args.work or cache_root() / "bench" / args.out.stem  # recovery_budget for the default --out
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "work")}
     result = {**run_facts(), "model": args.model, "domain": "code", "settings": settings, "rows": []}
     if args.resume and args.out.is_file():
@@ -146,7 +150,8 @@ def main() -> None:
         print(f"{row['row']}: {row['bpb']:.4f} bits/byte, PPL {row['ppl']:.3f}, params {row['params']:,}", flush=True)
 
     reports = {}
-    for name, share in (("forged KD only", 0.0), ("forged block-local + KD", args.blocklocal_share)):
+    forges = [("forged KD only", 0.0)] + ([] if args.kd_only else [("forged block-local + KD", args.blocklocal_share)])
+    for name, share in forges:
         reports[name] = report = _forge(args, source, work / name.replace(" ", "_").replace("+", "and"), share)
         rows = {r["row"]: r for r in report["rows"]}
         if "baseline" not in have:
@@ -161,7 +166,7 @@ def main() -> None:
                  recovery_tokens=curve[-1]["tokens"] if curve else 0, blocklocal_share=share,
                  ood=report["ood_rows"][1] if report["ood_rows"] else None,
                  seconds_total=report["seconds"].get("total_this_session")))
-    if "control (equal wall time)" not in have:
+    if "control (equal wall time)" not in have and not args.kd_only:
         longest = max(_recovery_seconds(r) for r in reports.values())
         teacher = work / "forged_KD_only" / "teacher"
         add(_timed_control(args, teacher, reports["forged KD only"], longest))
