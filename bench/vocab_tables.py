@@ -94,4 +94,18 @@ def recovery_section(load: Callable, provenance: Callable, table: Callable) -> l
         if x.get("curve"):
             points = ", ".join(f"{p['tokens'] / 1000:.1f}k: {p['bpb']:.4f}" for p in x["curve"])
             lines.append(f"- {x['row']}, bits/byte against recovery tokens: {points}")
-    return lines + [""]
+    return lines + [""] + _answers(load("forged_answer.json"), provenance)
+
+
+def _answers(r: dict | None, provenance: Callable) -> list[str]:
+    """The demo's question, answered greedily in our MLX runtime (bench/forged_answer.py)."""
+    if r is None:
+        return []
+    lines = [f"The demo's question (`{r['prompt']}`), {r['tokens']} greedy tokens in {r['runtime']}:", ""]
+    lines += provenance(r, "forged_answer.py", "forged_answer.json")
+    for x in r["rows"]:
+        verdict = "code" if x["is_code"] else "NOT code"
+        if x["repeated_line"]:
+            verdict += f", repeats `{x['repeated_line']}`"
+        lines += [f"{x['model']} ({verdict}):", "", "```", x["text"].strip(), "```", ""]
+    return lines
