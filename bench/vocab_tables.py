@@ -93,7 +93,8 @@ def recovery_section(load: Callable, provenance: Callable, table: Callable) -> l
     for x in r["rows"]:
         if x.get("curve"):
             points = ", ".join(f"{p['tokens'] / 1000:.1f}k: {p['bpb']:.4f}" for p in x["curve"])
-            lines.append(f"- {x['row']}, bits/byte against recovery tokens: {points}")
+            lines.append(f"- {x['row']}, bits/byte against recovery tokens (first {st['curve_eval_tokens']:,} "
+                         f"held-out tokens; a token count repeats where a new cycle's prune starts): {points}")
     return lines + [""] + _answers(load("forged_answer.json"), provenance)
 
 
