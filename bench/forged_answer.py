@@ -4,7 +4,7 @@ Issue 19's acceptance: "the forged 0.75 model's greedy answer to the demo's prom
 repeated phrase), in our MLX runtime". Each folder goes through the product's own CLI:
 ``sentinel convert --to mlx --dtype float16`` then ``sentinel generate --temp 0``. An answer is
 code when it holds a ``def`` and a ``return``; it loops when one line of at least 8 characters
-comes back three times or more. The base model answers too, for comparison.
+comes back (the answer starts over). The base model answers too, for comparison.
 
     python bench/forged_answer.py --model "forged KD only=<forge out>/model" [--model ...]
     # -> bench/results/forged_answer.json
@@ -26,7 +26,7 @@ from bench.vocab_generate import has_code  # noqa: E402
 PROMPT = "Write a Python function that returns the n-th Fibonacci number."  # scripts/demo.sh's question
 
 
-def repeated_line(text: str, min_chars: int = 8, times: int = 3) -> str | None:
+def repeated_line(text: str, min_chars: int = 8, times: int = 2) -> str | None:
     """A line (stripped, >= min_chars) that occurs ``times`` or more: the signature of a greedy loop."""
     counts = Counter(line.strip() for line in text.splitlines() if len(line.strip()) >= min_chars)
     line, n = counts.most_common(1)[0] if counts else (None, 0)
