@@ -37,6 +37,7 @@ def _args():
     ap.add_argument("--target-params", type=float, default=0.75)
     ap.add_argument("--vocab", default="domain", help="token rows kept (keep | domain | a coverage)")
     ap.add_argument("--blocklocal-share", type=float, default=0.25)
+    ap.add_argument("--kd-lr", type=float, default=None, help="KD peak learning rate [default: the recipe's]")
     ap.add_argument("--blocklocal-loss", default="nmse", choices=["nmse", "cosine"])
     ap.add_argument("--stage0-steps", type=int, default=64)
     ap.add_argument("--seq-len", type=int, default=128)
@@ -69,6 +70,7 @@ def _config(args, source: Path, share: float):
                        train=TrainConfig(steps=args.stage0_steps, batch_size=args.batch_size, trainable="full",
                                          warmup_steps=max(1, args.stage0_steps // 10)),
                        blocklocal=BlockLocalConfig(loss=args.blocklocal_loss), blocklocal_share=share,
+                       distill_lr=args.kd_lr,
                        budget=args.budget, seq_len=args.seq_len, train_tokens=args.train_tokens,
                        eval_tokens=args.eval_tokens, calib_windows=args.calib_windows,
                        curve_points=args.curve_points, curve_eval_tokens=args.curve_eval_tokens, keep_teacher=True,

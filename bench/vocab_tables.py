@@ -88,14 +88,36 @@ def recovery_section(load: Callable, provenance: Callable, table: Callable) -> l
                 f"{x.get('params', 0):,}", f"{x['recovery_tokens']:,}" if "recovery_tokens" in x else "",
                 f"{x.get('recovery_seconds', x.get('seconds', 0)) / 60:.1f}" if "recovery_tokens" in x else ""]
 
+    variants, sources = _variants(r, load)
+    if sources:
+        lines += [f"Rows marked with a setting come from the same bench run with that one setting changed "
+                  f"({', '.join(f'`bench/results/{n}`' for n in sources)}).", ""]
     lines += table(["row", "bits/byte", "PPL", "x control", "docs bits/byte", "params", "recovery tokens",
-                    "recovery min"], [cells(x) for x in r["rows"]], "lrrrrrrr")
-    for x in r["rows"]:
+                    "recovery min"], [cells(x) for x in r["rows"] + variants], "lrrrrrrr")
+    for x in r["rows"] + variants:
         if x.get("curve"):
             points = ", ".join(f"{p['tokens'] / 1000:.1f}k: {p['bpb']:.4f}" for p in x["curve"])
             lines.append(f"- {x['row']}, bits/byte against recovery tokens (first {st['curve_eval_tokens']:,} "
                          f"held-out tokens; a token count repeats where a new cycle's prune starts): {points}")
     return lines + [""] + _answers(load("forged_answer.json"), provenance)
+
+
+RECOVERY_VARIANTS = ("recovery_budget_keep.json", "recovery_budget_lr2e-4.json")
+
+
+def _variants(main: dict, load: Callable) -> tuple[list[dict], list[str]]:
+    """Forged rows of runs that changed one setting (e.g. --vocab keep), labelled by what changed."""
+    rows, sources = [], []
+    for name in RECOVERY_VARIANTS:
+        v = load(name)
+        if v is None:
+            continue
+        sources.append(name)
+        diff = {k: x for k, x in v["settings"].items()
+                if main["settings"].get(k) != x and k not in ("kd_only", "in_run_control")}
+        label = ", ".join(f"--{k.replace('_', '-')} {x}" for k, x in diff.items())
+        rows += [{**x, "row": f"{x['row']} ({label})"} for x in v["rows"] if x["row"].startswith("forged")]
+    return rows, sources
 
 
 def _answers(r: dict | None, provenance: Callable) -> list[str]:

@@ -72,6 +72,7 @@ class ForgeConfig:
     control: bool = True
     budget: str | None = None  # "45m" / "200k": recovery budget (forge_cuda.recovery.budget); None: train.steps
     blocklocal_share: float = 0.25  # of each cycle's budget
+    distill_lr: float | None = None  # the forged track's KD peak rate alone (None: train.lr, else the recipe)
     blocklocal: BlockLocalConfig = field(default_factory=BlockLocalConfig)  # steps used without a budget
     ood_domain: str | None = "docs"  # out-of-domain row (English prose); None or the domain itself: no row
     ood_eval_tokens: int = 4096
@@ -96,9 +97,11 @@ class ForgeConfig:
         cfg = copy.deepcopy(self.train)
         if self.recovery == "lora":
             cfg.trainable = "lora"
+        distill = track == "forged" and self.recovery == "distill"
+        if distill and self.distill_lr is not None:
+            cfg.lr = self.distill_lr
         if cfg.lr is None:
-            loss = "distill" if track == "forged" and self.recovery == "distill" else "labels"
-            cfg.lr = default_lr(cfg.trainable, loss)
+            cfg.lr = default_lr(cfg.trainable, "distill" if distill else "labels")
         return cfg
 
     def to_dict(self) -> dict:

@@ -227,3 +227,16 @@ def test_sigterm_leaves_nothing_or_a_resumable_failed_run(source, tmp_path, afte
         assert json.loads((work / "status.json").read_text())["phase"] == "failed"
     else:
         assert not work.exists()
+
+
+def test_distill_lr_sets_only_the_forged_tracks_kd_rate():
+    """distill_lr changes the KD rate alone: stage 0 and the control keep theirs (given or the recipe's)."""
+    from forge_cuda.recovery.recipe import default_lr
+
+    cfg = ForgeConfig(model="m", distill_lr=2e-4, train=TrainConfig(trainable="full"))
+    assert cfg.track_train("forged").lr == 2e-4
+    assert cfg.track_train("control").lr == cfg.track_train("stage0").lr == default_lr("full", "labels")
+    given = ForgeConfig(model="m", distill_lr=2e-4, train=TrainConfig(trainable="full", lr=3e-5))
+    assert given.track_train("forged").lr == 2e-4 and given.track_train("control").lr == 3e-5
+    assert ForgeConfig(model="m", train=TrainConfig(trainable="full")).track_train("forged").lr == \
+        default_lr("full", "distill")
