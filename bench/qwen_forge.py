@@ -52,6 +52,7 @@ def main() -> None:
               "rows": report["rows"], "report_seconds": report.get("seconds"),
               "settings": {k: report.get(k) for k in ("config", "data", "tokens") if k in report},
               "ood_rows": report.get("ood_rows"), "schedule": report.get("schedule"),
+              "stage0": {k: report["cycles"][0]["forged"].get(k) for k in ("bpb", "ppl")},
               "cycles": [{"cycle": c["cycle"], "target_params": c["pruning"]["target_params"],
                           "layout": c["pruning"]["layout_summary"], "vocab": c["pruning"].get("vocab"),
                           **{f"{k}_{m}": c[k].get(m) for k in ("one_shot", "forged", "control") if k in c

@@ -53,15 +53,17 @@ def qwen_section(load: Callable, provenance: Callable, table: Callable) -> list[
             lines.append(f"- cycle {c['cycle']} (target {c['target_params']:g}): {c['layout']}; one-shot PPL "
                          f"{c['one_shot_ppl']:,.1f}, after recovery {c['forged_ppl']:,.1f} (control {c['control_ppl']:.3f})")
         lines.append("")
-    return lines + _vocab_forge(load("qwen_forge_vocab.json"), provenance, table)
+    lines += _vocab_forge(load("qwen_forge_vocab.json"), "qwen_forge_vocab.json", provenance, table)
+    rerun = load("qwen_forge_vocab_lr.json")
+    return lines + (_vocab_forge(rerun, "qwen_forge_vocab_lr.json", provenance, table) if rerun else [])
 
 
-def _vocab_forge(forge: dict | None, provenance: Callable, table: Callable) -> list[str]:
+def _vocab_forge(forge: dict | None, name: str, provenance: Callable, table: Callable) -> list[str]:
     """The domain-vocabulary forge to 0.65 (bits per byte: the forged tokenizer is smaller)."""
-    lines = ["### Qwen2.5-Coder-0.5B forged to 0.65 with the domain vocabulary", ""]
+    lines = [f"### Qwen2.5-Coder-0.5B forged to 0.65 with the domain vocabulary (`{name}`)", ""]
     if forge is None:
         return lines + ["Not run yet: `python bench/qwen_forge.py`.", ""]
-    lines += provenance(forge, "qwen_forge.py", "qwen_forge_vocab.json")
+    lines += provenance(forge, "qwen_forge.py", name)
     command = [Path(a).name if prev == "--out" else a for prev, a in zip([""] + forge["command"], forge["command"])]
     lines += [f"Command: `{' '.join(command)}` ({forge['wall_seconds'] / 60:.1f} min wall).", ""]
     rows = {r["row"]: r for r in forge["rows"]}
@@ -71,8 +73,12 @@ def _vocab_forge(forge: dict | None, provenance: Callable, table: Callable) -> l
         [r["row"], f"{r['bpb']:.4f}", f"{r['bpb'] / control['bpb']:.3f}" if control else "", f"{r['ppl']:.3f}",
          f"{ood[r['row']]['bpb']:.4f}" if r["row"] in ood else "", f"{r['params']:,}", f"{r.get('vocab_size') or 0:,}"]
         for r in forge["rows"]])
+    if forge.get("stage0"):
+        lines.append(f"- stage 0 (domain training: the teacher, and where both tracks start): "
+                     f"{forge['stage0']['bpb']:.4f} bits/byte (PPL {forge['stage0']['ppl']:.3f})")
     for c in forge.get("cycles", []):
+        local = f", after block-local {c['after_blocklocal_bpb']:.4f}" if c.get("after_blocklocal_bpb") else ""
         lines.append(f"- cycle {c['cycle']} (target {c['target_params']:.4f}): {c['layout']}; bits/byte one-shot "
-                     f"{c['one_shot_bpb']:.4f}, after recovery {c['forged_bpb']:.4f}"
+                     f"{c['one_shot_bpb']:.4f}{local}, after recovery {c['forged_bpb']:.4f}"
                      + (f" (control {c['control_bpb']:.4f})" if c.get("control_bpb") else ""))
     return lines + [""]

@@ -78,3 +78,29 @@ def test_a_wall_time_budget_runs_each_phase_on_the_clock_and_the_control_matches
     assert cycle["train"]["steps"] >= 1 and cycle["train"]["seconds"] < 2.0 + 60  # stopped by the clock
     per_step = 4 * 32
     assert cycle["control_train"]["steps"] == cycle["train"]["steps"] + cycle["blocklocal"]["tokens"] // per_step
+
+
+def test_the_cli_passes_the_recovery_split_and_the_kd_rate(source, tmp_path, monkeypatch):
+    """--blocklocal-share and --distill-lr reach ForgeConfig; an out-of-range share is one error line."""
+    from click.testing import CliRunner
+
+    import forge_cuda.forge as forge_mod
+    from sentinel.cli import main
+
+    seen = {}
+
+    class Capture:
+        def __init__(self, cfg, out, **kw):
+            seen["cfg"] = cfg
+
+        def run(self):
+            return {}
+
+    monkeypatch.setattr(forge_mod, "ForgeRun", Capture)
+    args = ["forge", str(source), "--out", str(tmp_path / "o"), "--budget", "2k"]
+    result = CliRunner().invoke(main, args + ["--blocklocal-share", "0", "--distill-lr", "3e-4"])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].blocklocal_share == 0.0 and seen["cfg"].distill_lr == 3e-4
+    assert seen["cfg"].track_train("forged").lr == 3e-4
+    bad = CliRunner().invoke(main, args + ["--blocklocal-share", "1.5"])
+    assert bad.exit_code != 0 and "--blocklocal-share" in bad.output and not (tmp_path / "o").exists()

@@ -44,8 +44,13 @@ _SCHEDULE = [
     click.option("--no-control", is_flag=True, help="Skip the control run (not recommended)."),
     click.option("--budget", default=None,
                  help="Recovery budget instead of --steps per cycle: wall time (45m, 1.5h) or tokens (200k, 1.5M), "
-                      "split evenly over the cycles, a quarter of each to block-local distillation, the rest to KD; "
-                      "the control trains as many tokens. Stage 0 keeps --steps."),
+                      "split evenly over the cycles, --blocklocal-share of each to block-local distillation, the "
+                      "rest to KD; the control trains as many tokens. Stage 0 keeps --steps."),
+    click.option("--blocklocal-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+                 help="Share of each cycle's --budget for block-local distillation (0: the refit, then KD only)."),
+    click.option("--distill-lr", type=click.FloatRange(0, min_open=True), default=None,
+                 help="Peak learning rate of the forged track's distillation alone [default: --lr, else the recipe's "
+                      "rate]; stage 0 and the control keep theirs."),
 ]
 
 
@@ -171,7 +176,8 @@ def forge_cmd(model, out, pruning, data, schedule, train, run, resume, force):
         max_ppl_increase=parse_fraction(increase) if increase else None, prune=options,
         train=train.config(data.seed, run["tier"], schedule["recovery"]), seq_len=data.seq_len,
         train_tokens=run["train_tokens"], eval_tokens=run["eval_tokens"], calib_windows=data.calib_windows,
-        control=not schedule["no_control"], budget=schedule["budget"], tier=run["tier"], device=run["device"],
+        control=not schedule["no_control"], budget=schedule["budget"], blocklocal_share=schedule["blocklocal_share"],
+        distill_lr=schedule["distill_lr"], tier=run["tier"], device=run["device"],
         seed=data.seed)
     out = out or Path("forged") / f"{Path(model).name}-{Path(data.domain).name}"
     report = ForgeRun(cfg, out, resume=resume, force=force, source=resolved()).run()
