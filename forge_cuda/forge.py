@@ -71,7 +71,7 @@ class ForgeConfig:
     eval_batch_size: int = 8
     control: bool = True
     budget: str | None = None  # "45m" / "200k": recovery budget (forge_cuda.recovery.budget); None: train.steps
-    blocklocal_share: float = 0.25  # of each cycle's budget
+    blocklocal_share: float = 0.0  # of each cycle's budget (0: measured better at equal wall time, recipe.py)
     distill_lr: float | None = None  # the forged track's KD peak rate alone (None: train.lr, else the recipe)
     blocklocal: BlockLocalConfig = field(default_factory=BlockLocalConfig)  # steps used without a budget
     ood_domain: str | None = "docs"  # out-of-domain row (English prose); None or the domain itself: no row

@@ -16,6 +16,12 @@ Learning rates (peak), by what is trained and on what:
   one-shot to 0.75 + refit, 8 steps of 4 x 128 per block, 2,048 held-out tokens): refit alone
   1.6886 bits/byte (PPL 69.1) -> nmse 1.6558 (63.6), cosine 1.6581 (64.0). A small margin at one
   short setting; bench/recovery_budget.py measures it inside the forge at real budgets.
+- block-local share of a budget: 0 (ForgeConfig.blocklocal_share). bench/recovery_budget.py
+  (SmolLM2-135M, 0.75 with the domain vocabulary, 10 min of recovery each, 2 cycles): KD alone
+  1.1532 bits/byte, a 0.25 block-local share then KD 1.1641; the block-local phase itself raised
+  the curve's bits/byte (cycle 1: 1.1552 -> 1.2181), as it did on Qwen2.5-Coder-0.5B at 0.65
+  (0.9961 -> 1.0434, bench/qwen_forge.py). After a gentle cycle the refit is already close and
+  5e-4 overshoots; a lower block-local rate is the next thing to measure.
 Only SmolLM2-135M was measured; larger models usually want lower full-parameter rates.
 """
 

@@ -46,8 +46,9 @@ _SCHEDULE = [
                  help="Recovery budget instead of --steps per cycle: wall time (45m, 1.5h) or tokens (200k, 1.5M), "
                       "split evenly over the cycles, --blocklocal-share of each to block-local distillation, the "
                       "rest to KD; the control trains as many tokens. Stage 0 keeps --steps."),
-    click.option("--blocklocal-share", type=click.FloatRange(0, 1), default=0.25, show_default=True,
-                 help="Share of each cycle's --budget for block-local distillation (0: the refit, then KD only)."),
+    click.option("--blocklocal-share", type=click.FloatRange(0, 1), default=0.0,
+                 help="Share of each cycle's --budget for block-local distillation before KD [default 0: the refit, "
+                      "then KD only, which beat a 0.25 share at equal wall time in docs/BENCHMARKS.md (l)]."),
     click.option("--distill-lr", type=click.FloatRange(0, min_open=True), default=None,
                  help="Peak learning rate of the forged track's distillation alone [default: --lr, else the recipe's "
                       "rate]; stage 0 and the control keep theirs."),
