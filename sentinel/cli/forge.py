@@ -71,7 +71,7 @@ _TRAIN = [
     click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Batches accumulated per optimizer step."),
     click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
-                 help="Peak learning rate [default: full-parameter KD 5e-4, full on labels (stage 0, control) "
+                 help="Peak learning rate [default: full-parameter KD 2e-4, full on labels (stage 0, control) "
                       "1e-4, LoRA 2e-4]."),
     click.option("--lora-rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank r."),
     click.option("--lora-alpha", type=click.IntRange(min=1), default=32, show_default=True, help="LoRA scaling alpha."),
