@@ -130,5 +130,5 @@ def _answers(r: dict | None, provenance: Callable) -> list[str]:
         verdict = "code" if x["is_code"] else "NOT code"
         if x["repeated_line"]:
             verdict += f", repeats `{x['repeated_line']}`"
-        lines += [f"{x['model']} ({verdict}):", "", "```", x["text"].strip(), "```", ""]
+        lines += [f"{x['model']} ({verdict}):", "", "````text", x["text"].strip(), "````", ""]  # the answer has its own fences
     return lines
