@@ -72,36 +72,18 @@ def documents_sha256(documents) -> str:
     return h.hexdigest()
 
 
-def own_tokenizer(src: Path):
-    """The folder's own tokenizer files (a forged folder's auto_map is never run: no prompt, no remote code)."""
-    from transformers import AutoTokenizer
-
-    from sentinel.config import read_config, text_config
-
-    tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
-    rows = text_config(read_config(src)).get("vocab_size")
-    if rows is not None and len(tokenizer) > rows:
-        raise SystemExit(f"{src}: the tokenizer has {len(tokenizer)} tokens but the model {rows} rows "
-                         "(a trimmed model needs its trimmed tokenizer)")
-    return tokenizer
-
-
 def model_data(src: Path, documents, seq_len: int) -> dict:
     """The model's own tokenizer: its windows of the documents, bytes predicted, params, vocabulary."""
+    from forge_cuda.checkpoint import load_tokenizer
     from forge_cuda.data import eval_windows
     from forge_cuda.evaluate import token_byte_lengths
-    from runtime_mlx.planner import safetensors_headers
     from sentinel.config import read_config, text_config
+    from sentinel.weights import header_param_count
 
-    tokenizer = own_tokenizer(src)
+    tokenizer = load_tokenizer(src)  # the folder's own (a trimmed folder must carry its trimmed one)
     windows, stats = eval_windows(documents, tokenizer, seq_len)
     table = token_byte_lengths(tokenizer)
-    params = 0
-    for _, shape in safetensors_headers(src).values():
-        n = 1
-        for d in shape:
-            n *= d
-        params += n
+    params = header_param_count(src)
     return {"windows": windows.numpy().astype("int32"), "predicted_bytes": int(table[windows[:, 1:]].sum()),
             "token_bytes": table,
             "params": params, "vocab_size": int(text_config(read_config(src)).get("vocab_size", len(tokenizer))),
@@ -215,7 +197,9 @@ def main(argv=None) -> dict:
     base = Path(resolve_model(args.base))
     settings["base"] = str(base)
     models = [("base", base)] + [(n, Path(f).expanduser()) for n, f in (e.split("=", 1) for e in args.forged)]
-    documents = eval_documents(settings, own_tokenizer(base))
+    from forge_cuda.checkpoint import load_tokenizer
+
+    documents = eval_documents(settings, load_tokenizer(base))
     result = start(args, settings, models, documents)
     result["complete"] = False
     with tempfile.TemporaryDirectory(prefix="bytes_vs_bpb-") as tmp:

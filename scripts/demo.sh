@@ -15,7 +15,7 @@ step "1/6 pull the embedded model"
 MODEL_DIR=$(sentinel models pull smollm2-135m)
 echo "base model: $MODEL_DIR"
 
-step "2/6 forge: keep 75% of the parameters (domain vocabulary + heads + MLP channels), 2 cycles of block-local + global distillation (CPU-sized)"
+step "2/6 forge: keep 75% of the parameters (domain vocabulary + heads + MLP channels), 2 cycles of global distillation (CPU-sized)"
 sentinel forge smollm2-135m --domain code --out "$OUT/forged" --force \
     --target-params 0.75 --steps 16 --batch-size 2 --seq-len 128 --budget 12k \
     --train-tokens 50000 --eval-tokens 2048 --calib-windows 8

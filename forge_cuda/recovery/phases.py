@@ -29,6 +29,7 @@ class RecoveryPhases:
         from forge_cuda.track_data import base_data
 
         self.base_rows = len(self.tokenizer)
+        self.counted_vocab = None  # the vocabulary plan, counted once (_vocab_plan)
         self.views = {"base": base_data(self.cfg, self.tokenizer)}
         self.splits = self.views["base"].splits
 
@@ -64,9 +65,9 @@ class RecoveryPhases:
         cfg = self.cfg
         if "schedule" not in state:
             target, free = cfg.prune.target_params, 0.0
-            if target is not None:
-                self._first_vocab = self._vocab_plan(forged, 1)
-                free = self._first_vocab.removed_params / state["baseline"]["params"] if self._first_vocab else 0.0
+            plan = self._vocab_plan(forged, 1) if target is not None else None
+            if plan is not None:
+                free = plan.removed_params / state["baseline"]["params"]
             cycles = cfg.cycles or default_cycles(target, cfg.max_step_params, free)
             state["schedule"] = {"cycles": cycles, "free": free}
         self.status.update(cycles=state["schedule"]["cycles"])
@@ -80,11 +81,11 @@ class RecoveryPhases:
 
         if model_layout(forged).vocab_ids is not None:
             return None
-        counted, self._first_vocab = getattr(self, "_first_vocab", None), None
-        if counted is not None:  # counted by _schedule
-            return counted
-        self.status.update(phase="importance", cycle=cycle, message=f"counting the domain's tokens ({self.cfg.domain})")
-        return vocab_plan(forged, self.tokenizer, self.cfg.domain, self.cfg.prune)
+        if self.counted_vocab is None:  # the count depends on the tokenizer and the domain only
+            self.status.update(phase="importance", cycle=cycle,
+                               message=f"counting the domain's tokens ({self.cfg.domain})")
+            self.counted_vocab = vocab_plan(forged, self.tokenizer, self.cfg.domain, self.cfg.prune)
+        return self.counted_vocab
 
     def _evaluate(self, model, desc: str, windows=None) -> dict:
         self.status.update(phase="evaluate", message=desc)
